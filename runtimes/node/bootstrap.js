@@ -375,7 +375,7 @@ async function loop(handler) {
     try {
       event = res.body.length ? JSON.parse(res.body.toString('utf8')) : null;
     } catch (e) {
-      outcome = { isError: true, value: e };
+      outcome = { isError: true, value: runtimeError('Runtime.UnmarshalError', `Unable to unmarshal input: ${e.message}`) };
     }
     if (!outcome) outcome = await runHandler(handler, event, h);
 
@@ -390,7 +390,6 @@ async function loop(handler) {
         headers = { 'Content-Type': 'application/json' };
       } catch (_e) {
         outcome = { isError: true, value: runtimeError('Error', 'Unable to stringify response body') };
-        outcome.value.name = 'Error';
       }
     }
     if (outcome.isError) {

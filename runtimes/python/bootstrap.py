@@ -4,7 +4,7 @@ Runs inside a Kindling sandbox as `python3 /var/runtime/bootstrap.py`, talks the
 (http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/...) served by kindling-init, and calls the user's
 handler once per invocation, with the semantics of the AWS Lambda Python runtime.
 
-Design notes (see docs/runtimes.md for the full list of differences from AWS):
+Design notes (runtimes/README.md lists the differences from AWS):
 - Standard library only, and as little of it as possible: http.client alone costs ~19 ms to import
   here (email, ssl, ...), more than a bare `python3 -c pass`. The Runtime API is a tiny HTTP/1.1
   subset (keep-alive, Content-Length bodies), so this file speaks it over one `_socket` socket.
@@ -504,6 +504,78 @@ def _marshal(result):
         raise FaultException("Runtime.MarshalError", "Unable to marshal response: %s" % e)
 
 
+
+# ----------------------------------------------------------------------------------------------
+# The `logging` module, as on AWS: the root logger gets a handler that writes
+# "[LEVEL]\t<UTC time>Z\t<request id>\t<message>" to stdout (so logging.basicConfig() is a no-op and
+# the root level stays WARNING until the function sets it). Importing logging costs ~5 ms here, so it
+# is not imported for functions that never use it: a meta path hook installs the handler the moment
+# user code imports logging.
+
+_request_id = ""
+
+
+def _install_logging(logging):
+    class LambdaLoggerHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                msg = self.format(record)
+                stream = sys.stdout
+                stream.write(msg + "\n")
+                stream.flush()
+            except Exception:
+                self.handleError(record)
+
+    class LambdaLoggerFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _request_id
+            return True
+
+    formatter = logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+                                  "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler = LambdaLoggerHandler()
+    handler.setFormatter(formatter)
+    handler.addFilter(LambdaLoggerFilter())
+    logging.getLogger().addHandler(handler)
+
+
+class _LoggingImportHook:
+    """sys.meta_path entry that runs _install_logging right after `logging` is first executed."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "logging":
+            return None
+        try:
+            sys.meta_path.remove(_LoggingImportHook)
+        except ValueError:
+            pass
+        from importlib.machinery import PathFinder
+        spec = PathFinder.find_spec(name, path, target)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            try:
+                _install_logging(module)
+            except Exception as e:  # never break the user's import because of our handler
+                sys.stderr.write("kindling python runtime: could not set up logging: %s\n" % e)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _setup_logging():
+    if "logging" in sys.modules:
+        _install_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingImportHook)
+
+
 # ----------------------------------------------------------------------------------------------
 # Main loop
 
@@ -538,6 +610,8 @@ def main():
     sys.path.insert(1, runtime_dir)
     os.environ.setdefault("LAMBDA_RUNTIME_DIR", runtime_dir)
 
+    _setup_logging()
+
     api = _ENV.get("AWS_LAMBDA_RUNTIME_API")
     if not api:
         sys.stderr.write("kindling python runtime: AWS_LAMBDA_RUNTIME_API is not set\n")
@@ -555,6 +629,7 @@ def main():
 
 
 def run(client, handler):
+    global _request_id
     environ = os.environ
     stdout = sys.stdout
     stderr = sys.stderr
@@ -571,6 +646,7 @@ def run(client, handler):
             sys.exit(3)
 
         request_id = headers.get("lambda-runtime-aws-request-id", "")
+        _request_id = request_id
         trace_id = headers.get("lambda-runtime-trace-id")
         if trace_id is not None:
             environ["_X_AMZN_TRACE_ID"] = trace_id
@@ -591,7 +667,10 @@ def run(client, handler):
             if ctype is not None and ctype and not ctype.startswith("application/json"):
                 event = body  # AWS passes non-JSON payloads through as bytes
             else:
-                event = loads(body) if body else None
+                try:
+                    event = loads(body) if body else None
+                except ValueError as e:
+                    raise FaultException("Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e)
             payload = _marshal(handler(event, context))
             path = prefix + rid + b"/response"
             extra = b""

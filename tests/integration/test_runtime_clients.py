@@ -63,7 +63,7 @@ class FakeRuntimeAPI:
         self.connections = 0
         self.next_calls = 0
         self.bad_calls = []
-        self.stdout_path = None  # set by the test: snapshot of the runtime's stdout at response time
+        self.stdout_source = None  # set by launch(): the runtime's stdout, snapshotted at each POST
         self.stopping = False
         api = self
 
@@ -129,10 +129,8 @@ class FakeRuntimeAPI:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path
-                snapshot = None
-                if api.stdout_path and os.path.exists(api.stdout_path):
-                    with open(api.stdout_path, "rb") as f:
-                        snapshot = f.read().decode("utf-8", "replace")
+                # Everything the runtime wrote to its stdout pipe before it posted this.
+                snapshot = api.stdout_source.snapshot() if api.stdout_source else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if path == PREFIX + "/init/error":
                     with api.lock:
@@ -247,19 +245,72 @@ def api():
     srv.close()
 
 
+class PipeCollector:
+    """Reads a runtime's stdout/stderr pipe (as in a sandbox, where kindling-init holds the read end).
+
+    snapshot() first drains whatever is in the pipe right now, so a snapshot taken when a POST arrives
+    holds exactly what the runtime had written before sending it."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.eof = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _drain(self):
+        with self.lock:
+            while not self.eof:
+                try:
+                    data = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    self.eof = True
+                    return
+                if not data:
+                    self.eof = True
+                    return
+                self.buf += data
+
+    def _run(self):
+        import select
+        while not self.eof:
+            try:
+                select.select([self.fd], [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            self._drain()
+
+    def snapshot(self):
+        self._drain()
+        with self.lock:
+            return self.buf.decode("utf-8", "replace")
+
+    def close(self):
+        with self.lock:
+            self.eof = True
+        self.thread.join(timeout=2)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 class Runtime:
-    def __init__(self, proc, stdout_path, stderr_path):
+    def __init__(self, proc, out, err, task_root):
         self.proc = proc
-        self.stdout_path = stdout_path
-        self.stderr_path = stderr_path
+        self.out = out
+        self.err = err
+        self.task_root = task_root
 
     def stdout(self):
-        with open(self.stdout_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return self.out.snapshot()
 
     def stderr(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return self.err.snapshot()
 
     def wait_exit(self, timeout=WAIT):
         return self.proc.wait(timeout=timeout)
@@ -277,9 +328,6 @@ def launch(api, tmp_path):
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(textwrap.dedent(text))
         task.mkdir(exist_ok=True)
-        out = tmp_path / "stdout.log"
-        err = tmp_path / "stderr.log"
-        api.stdout_path = str(out)
         e = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -297,19 +345,29 @@ def launch(api, tmp_path):
         }
         e.update(env or {})
         cmd = [PYTHON, PY_BOOTSTRAP] if kind == "python" else [NODE, NODE_BOOTSTRAP]
-        with open(out, "wb") as fo, open(err, "wb") as fe:
-            proc = subprocess.Popen(cmd, cwd=str(task), env=e, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
-        procs.append(proc)
-        return Runtime(proc, str(out), str(err))
-
-    yield _launch
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
-            p.wait(timeout=5)
+            proc = subprocess.Popen(cmd, cwd=str(task), env=e, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        rt = Runtime(proc, PipeCollector(out_r), PipeCollector(err_r), str(task))
+        api.stdout_source = rt.out
+        runtimes.append(rt)
+        return rt
+
+    runtimes = []
+    yield _launch
+    for rt in runtimes:
+        if rt.proc.poll() is None:
+            rt.proc.kill()
+        try:
+            rt.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        rt.out.close()
+        rt.err.close()
 
 
 # ================================================================================================
@@ -403,7 +461,7 @@ def test_python_context_fields(api, launch):
                                    "env": {"platform": "linux"}}
     assert 3000 < d["remaining"] <= 5000
     assert d["trace"].startswith("Root=1-5759e988")
-    task_root = os.path.dirname(rt.stdout_path) + "/task"
+    task_root = rt.task_root
     assert d["sys_path"] == [task_root, os.path.dirname(PY_BOOTSTRAP)]
     assert d["cwd"] == task_root
 
@@ -567,6 +625,43 @@ def test_python_print_flushed_before_response(api, launch):
         assert r.stdout_snapshot.endswith("no newline here")
     assert rt.stdout().startswith("loaded at init\n")
     assert "to stderr" in rt.stderr()
+
+
+def test_python_logging_module_like_aws(api, launch):
+    rt = launch("python", "lg.handler", {"lg.py": """
+        import logging
+        logging.basicConfig(level=logging.DEBUG)  # a no-op on AWS: the root logger already has a handler
+        logger = logging.getLogger()
+        def handler(event, context):
+            logger.info("info hidden at the default WARNING level")
+            logger.warning("warned %s", event["n"])
+            logger.setLevel(logging.INFO)
+            logging.getLogger("child").info("child info")
+            logger.setLevel(logging.WARNING)
+            return "ok"
+    """})
+    r = api.invoke({"n": 5}, proc=rt.proc)
+    assert r.kind == "response"
+    out = r.stdout_snapshot
+    assert "info hidden" not in out
+    lines = [l for l in out.splitlines() if l]
+    assert len(lines) == 2, out
+    level, stamp, rid, msg = lines[0].split("\t")
+    assert (level, rid, msg) == ("[WARNING]", r.request_id, "warned 5")
+    assert len(stamp) == len("2026-11-01T12:00:00.123Z") and stamp.endswith("Z") and "T" in stamp
+    assert lines[1].startswith("[INFO]\t") and lines[1].endswith("\t%s\tchild info" % r.request_id)
+    assert "warned" not in rt.stderr()  # no second handler from basicConfig
+
+
+def test_python_logging_imported_inside_handler(api, launch):
+    rt = launch("python", "lg.handler", {"lg.py": """
+        def handler(event, context):
+            import logging
+            logging.getLogger("x").error("late import works")
+            return "ok"
+    """})
+    r = api.invoke({}, proc=rt.proc)
+    assert "[ERROR]\t" in r.stdout_snapshot and "\t%s\tlate import works" % r.request_id in r.stdout_snapshot
 
 
 def test_python_reconnects_when_connection_drops(api, launch):
@@ -960,3 +1055,25 @@ def test_node_large_event_and_response(api, launch):
     rt = launch("node", "index.handler", NODE_ECHO)
     big = "y" * (5 * 1024 * 1024)
     assert api.invoke({"big": big}, proc=rt.proc).json["event"]["big"] == big
+
+
+@pytest.mark.parametrize("kind,handler,files", [
+    ("python", "lambda_function.handler", PY_ECHO),
+    ("node", "index.handler", NODE_ECHO),
+])
+def test_invalid_json_event_is_an_unmarshal_error(api, launch, kind, handler, files):
+    rt = launch(kind, handler, files)
+    rid = api.enqueue(None, raw=b"{not json")
+    r = api.wait_result(rid, proc=rt.proc)
+    assert r.kind == "error"
+    assert r.json["errorType"] == "Runtime.UnmarshalError"
+    assert r.json["errorMessage"].startswith("Unable to unmarshal input: ")
+    assert api.invoke({"ok": 1}, proc=rt.proc).json["event"] == {"ok": 1}
+
+
+def test_node_sync_return_value_is_ignored_like_aws(api, launch):
+    # A non-async handler must use the callback; its return value is ignored and, once the event loop
+    # is empty, the invocation ends with null.
+    rt = launch("node", "s.handler", {"s.js": "exports.handler = (event, context) => 'ignored';\n"})
+    assert api.invoke({}, proc=rt.proc).raw == b"null"
+    assert rt.proc.poll() is None
