@@ -7,14 +7,26 @@
 //   fields       zero or more of: u32 size, then `size` bytes. Their number and order are fixed per
 //                type (see FrameType); missing trailing fields decode as empty.
 //
+// Start of a sandbox:
+//   init -> worker   kLog* (runtime output during its init phase)
+//   init -> worker   kReady                      (the runtime asked for its first event)
+//                    or kInitError and/or kExited (the runtime failed before asking)
 // Flow of one invocation:
-//   worker -> init   kInvoke
+//   worker -> init   kInvoke                     (at most one outstanding; init holds it until the
+//                                                 runtime asks /next)
 //   init -> worker   kLog* (START line, runtime stdout/stderr, END and REPORT lines)
 //   init -> worker   kResponse | kError          (or kInitError / kExited if the runtime fails)
+// The START line is not written on its own: it travels with the next frame init sends (the first
+// runtime output, or END/REPORT and the result), which saves one wakeup of the worker per warm
+// invoke. A worker that gives up on an invocation (timeout) may therefore not have seen START.
+// If the runtime exits during an invocation, init sends END and REPORT for it, then kExited.
+// init exits after kExited, on EOF of the control socket, and (non-zero) on a malformed frame.
 // kindling-init keeps no state that exists only in its memory beyond the current invocation, so a
-// restored sandbox can re-create its Runtime API connection.
+// restored sandbox can re-create its Runtime API connection: a /next asked while an invocation is
+// delivered but unanswered gets that same invocation again.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,6 +36,8 @@ namespace kindling::protocol {
 
 constexpr int kControlFd = 3;                      // inherited by kindling-init
 constexpr uint32_t kMaxFrameBytes = 16u << 20;     // 6 MB payloads plus headers fit easily
+constexpr size_t kFrameHeaderBytes = 5;            // u32 length + u8 type
+constexpr size_t kFieldHeaderBytes = 4;            // u32 size
 
 enum class FrameType : uint8_t {
   // worker -> init
@@ -50,18 +64,38 @@ struct Frame {
 // Appends the encoding of a frame to out.
 void Encode(FrameType type, const std::vector<std::string_view>& fields, std::string* out);
 
+// Pieces of the encoding, for writers that gather a frame from separate buffers (writev):
+// a frame is EncodeFrameHeader(type, sum over fields of (kFieldHeaderBytes + size)) followed, per
+// field, by EncodeFieldHeader(size) and the field's bytes.
+void EncodeFrameHeader(FrameType type, size_t fields_bytes, char out[kFrameHeaderBytes]);
+void EncodeFieldHeader(uint32_t size, char out[kFieldHeaderBytes]);
+
 // Incremental decoder for a byte stream. Feed bytes, then pop complete frames.
 class FrameDecoder {
  public:
-  void Feed(const char* data, size_t n) { buf_.append(data, n); }
+  FrameDecoder() = default;
+  ~FrameDecoder();
+  FrameDecoder(const FrameDecoder&) = delete;
+  FrameDecoder& operator=(const FrameDecoder&) = delete;
+
+  void Feed(const char* data, size_t n);
+  // Zero-copy feeding: returns space for at least n bytes (valid until the next call on this
+  // decoder); read into it, then Commit the number of bytes actually written.
+  char* FeedSpace(size_t n);
+  void Commit(size_t n) { end_ += n; }
   // Returns 1 and fills *frame when a full frame is buffered, 0 when more bytes are needed,
   // -1 when the stream is malformed (oversized frame or a field overrunning its frame).
+  // Reuses the capacity of frame->fields' strings.
   int Next(Frame* frame);
-  size_t buffered() const { return buf_.size() - off_; }
+  size_t buffered() const { return end_ - off_; }
+  // Frees the buffer if it is empty and larger than `keep` bytes (after a large frame).
+  void ShrinkIfEmpty(size_t keep);
 
  private:
-  std::string buf_;
-  size_t off_ = 0;
+  char* buf_ = nullptr;
+  size_t cap_ = 0;
+  size_t off_ = 0;  // first unconsumed byte
+  size_t end_ = 0;  // one past the last buffered byte
 };
 
 }  // namespace kindling::protocol
