@@ -59,45 +59,31 @@ class RuntimeClient:
 
     # -- connection management ------------------------------------------------------------------
     def _connect(self):
+        host, port = self.host, self.port
+        try:
+            _socket.inet_pton(_socket.AF_INET, host)
+            targets = [(_socket.AF_INET, (host, port))]
+        except OSError:
+            try:
+                _socket.inet_pton(_socket.AF_INET6, host)
+                targets = [(_socket.AF_INET6, (host, port))]
+            except OSError:  # a name (kindling uses 127.0.0.1:9001, so this is rare)
+                targets = [(fam, sa) for fam, _t, _p, _c, sa in
+                           _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM)]
         last = None
-        for family in (_socket.AF_INET, _socket.AF_INET6):
+        for family, sockaddr in targets:
+            s = _socket.socket(family, _socket.SOCK_STREAM)
             try:
-                s = _socket.socket(family, _socket.SOCK_STREAM)
+                s.connect(sockaddr)
             except OSError as e:
-                last = e
-                continue
-            try:
-                s.connect((self.host, self.port))
-            except OSError as e:
-                # A name, not an address literal: resolve it (rare; kindling uses 127.0.0.1:9001).
                 s.close()
                 last = e
-                if isinstance(e, _socket.gaierror) or family == _socket.AF_INET6:
-                    try:
-                        infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
-                    except OSError:
-                        continue
-                    for fam, typ, proto, _c, sa in infos:
-                        s = _socket.socket(fam, typ, proto)
-                        try:
-                            s.connect(sa)
-                        except OSError as e2:
-                            s.close()
-                            last = e2
-                            continue
-                        break
-                    else:
-                        continue
-                else:
-                    continue
-            try:
-                s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            except OSError:
-                pass  # not TCP (never the case today)
+                continue
+            s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self.sock = s
             self.buf = b""
             return
-        raise last or OSError("cannot connect to the Runtime API at %s:%d" % (self.host, self.port))
+        raise last or OSError("cannot connect to the Runtime API at %s:%d" % (host, port))
 
     def close(self):
         if self.sock is not None:
