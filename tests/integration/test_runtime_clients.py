@@ -1077,3 +1077,149 @@ def test_node_sync_return_value_is_ignored_like_aws(api, launch):
     rt = launch("node", "s.handler", {"s.js": "exports.handler = (event, context) => 'ignored';\n"})
     assert api.invoke({}, proc=rt.proc).raw == b"null"
     assert rt.proc.poll() is None
+
+
+# ================================================================================================
+# Against the real kindling-init (skipped when it has not been built): the worker side of the control
+# protocol (src/init/protocol.h) is spoken over a socketpair passed as fd 3.
+
+def _find_kindling_init():
+    candidates = [os.environ.get("KINDLING_INIT", "")]
+    for build in ("build", "build-init", "build-release", "build-debug"):
+        candidates.append(os.path.join(REPO, build, "src", "bin", "kindling-init"))
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+KINDLING_INIT = _find_kindling_init()
+F_INVOKE, F_READY, F_RESPONSE, F_ERROR, F_INIT_ERROR, F_LOG, F_EXITED = 1, 10, 11, 12, 13, 14, 15
+
+
+class InitControl:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.logs = []
+
+    def send(self, ftype, fields):
+        import struct
+        body = bytes([ftype]) + b"".join(struct.pack("<I", len(f)) + f for f in fields)
+        self.sock.sendall(struct.pack("<I", len(body)) + body)
+
+    def frame(self):
+        import struct
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack("<I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    fields, i = [], 1
+                    while i < len(body):
+                        m = struct.unpack("<I", body[i:i + 4])[0]
+                        fields.append(body[i + 4:i + 4 + m])
+                        i += 4 + m
+                    return body[0], fields
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise EOFError("kindling-init closed the control socket")
+            self.buf += data
+
+    def until(self, types):
+        """Next frame of one of `types`; log frames on the way are collected in self.logs."""
+        while True:
+            t, f = self.frame()
+            if t == F_LOG:
+                self.logs.append(f[0].decode("utf-8", "replace"))
+            if t in types:
+                return t, f
+
+    def invoke(self, rid, payload):
+        deadline = str(int(time.time() * 1000) + 3000).encode()
+        self.send(F_INVOKE, [rid.encode(), deadline, b"arn:aws:lambda:us-east-1:123456789012:function:fn",
+                             b"Root=1-init", b"", b"", payload])
+        return self.until((F_RESPONSE, F_ERROR, F_INIT_ERROR, F_EXITED))
+
+
+@pytest.fixture
+def with_init(tmp_path):
+    if KINDLING_INIT is None:
+        pytest.skip("kindling-init is not built")
+    started = []
+
+    def _start(kind, handler, files):
+        task = tmp_path / "task"
+        for name, text in files.items():
+            p = task / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(textwrap.dedent(text))
+        ours, theirs = socket.socketpair()
+        ours.settimeout(WAIT)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "_HANDLER": handler,
+               "LAMBDA_TASK_ROOT": str(task), "AWS_LAMBDA_FUNCTION_NAME": "fn",
+               "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}
+        rt = [PYTHON, PY_BOOTSTRAP] if kind == "python" else [NODE, NODE_BOOTSTRAP]
+        fd = theirs.fileno()
+        proc = subprocess.Popen([KINDLING_INIT, "--listen", "127.0.0.1:0", "--"] + rt, env=env, cwd=str(task),
+                                stdin=subprocess.DEVNULL, pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3))
+        theirs.close()
+        started.append((proc, ours))
+        return InitControl(ours)
+
+    yield _start
+    for proc, sock in started:
+        sock.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_with_kindling_init_round_trips_logs_and_errors(with_init, kind):
+    if kind == "python":
+        files = {"h.py": """
+            def handler(event, context):
+                print("log line", event.get("i"))
+                if event.get("fail"):
+                    raise KeyError("missing")
+                return {"echo": event, "rid": context.aws_request_id}
+        """}
+        handler = "h.handler"
+    else:
+        files = {"h.js": """
+            exports.handler = async (event, context) => {
+              console.log("log line", event.i);
+              if (event.fail) throw new TypeError("missing");
+              return { echo: event, rid: context.awsRequestId };
+            };
+        """}
+        handler = "h.handler"
+    ctl = with_init(kind, handler, files)
+    t, _ = ctl.until((F_READY, F_INIT_ERROR, F_EXITED))
+    assert t == F_READY, ctl.logs
+    for i in range(5):
+        ctl.logs.clear()
+        t, f = ctl.invoke("req-%d" % i, json.dumps({"i": i}).encode())
+        assert t == F_RESPONSE, (t, f, ctl.logs)
+        assert f[0] == b"req-%d" % i
+        assert json.loads(f[1]) == {"echo": {"i": i}, "rid": "req-%d" % i}
+        assert "log line %d" % i in "".join(ctl.logs)
+    t, f = ctl.invoke("req-err", b'{"fail": true}')
+    assert t == F_ERROR, (t, f, ctl.logs)
+    doc = json.loads(f[2])
+    assert doc["errorType"] == ("KeyError" if kind == "python" else "TypeError")
+    assert "stackTrace" in doc if kind == "python" else "trace" in doc
+    t, f = ctl.invoke("req-after", b'{"i": 9}')
+    assert t == F_RESPONSE and json.loads(f[1])["echo"] == {"i": 9}
+
+
+@pytest.mark.parametrize("kind,handler", [("python", "nosuch.handler"), ("node", "nosuch.handler")])
+def test_with_kindling_init_import_error(with_init, kind, handler):
+    ctl = with_init(kind, handler, {"other.txt": ""})
+    t, f = ctl.until((F_READY, F_INIT_ERROR))
+    assert t == F_INIT_ERROR, (t, f)
+    assert f[0] == b"Runtime.ImportModuleError"
+    assert json.loads(f[1])["errorType"] == "Runtime.ImportModuleError"
