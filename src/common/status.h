@@ -15,6 +15,12 @@ class Status {
   Status() = default;  // OK
   static Status Ok() { return Status(); }
   static Status Error(std::string message) { return Status(std::move(message), 0); }
+  // An error with a machine-readable code (a Lambda error type such as "Runtime.InvalidEntrypoint").
+  static Status Coded(std::string code, std::string message) {
+    Status s(std::move(message), 0);
+    s.code_ = std::move(code);
+    return s;
+  }
   // An error from a system call: "context: strerror(err)", keeping errno.
   static Status Errno(const std::string& context, int err = errno) {
     return Status(context + ": " + std::strerror(err), err);
@@ -27,11 +33,13 @@ class Status {
     return message_ ? *message_ : kOk;
   }
   int err() const { return errno_; }
+  const std::string& code() const { return code_; }
 
  private:
   Status(std::string message, int err) : message_(std::move(message)), errno_(err) {}
   std::optional<std::string> message_;
   int errno_ = 0;
+  std::string code_;
 };
 
 // Result<T> holds either a value or a non-OK Status.

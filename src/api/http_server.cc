@@ -1,0 +1,156 @@
+#include "api/http_server.h"
+
+#include "common/asio.h"
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace kindling {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using asio::ip::tcp;
+
+const std::string& HttpRequest::Header(const std::string& lower_name) const {
+  static const std::string kEmpty;
+  for (const auto& [k, v] : headers)
+    if (k == lower_name) return v;
+  return kEmpty;
+}
+
+const std::string& HttpRequest::Query(const std::string& name) const {
+  static const std::string kEmpty;
+  for (const auto& [k, v] : query)
+    if (k == name) return v;
+  return kEmpty;
+}
+
+bool UrlDecode(std::string_view in, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out->push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size() || !isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !isxdigit(static_cast<unsigned char>(in[i + 2])))
+      return false;
+    out->push_back(static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
+    i += 2;
+  }
+  return true;
+}
+
+Result<int> HttpServer::Listen(const std::string& host, int port) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return Status::Error("invalid listen address " + host);
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  acceptor_ = std::make_unique<tcp::acceptor>(io_);
+  acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Error("listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  int bound = acceptor_->local_endpoint().port();
+  asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  return bound;
+}
+
+void HttpServer::Stop() {
+  boost::system::error_code ec;
+  if (acceptor_) acceptor_->close(ec);
+}
+
+awaitable<void> HttpServer::AcceptLoop() {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      continue;  // e.g. EMFILE: keep serving the connections we have
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
+  }
+}
+
+namespace {
+
+void ParseTarget(HttpRequest& req) {
+  std::string_view target = req.target;
+  size_t q = target.find('?');
+  if (!UrlDecode(target.substr(0, q), &req.path)) req.path.clear();
+  if (q == std::string_view::npos) return;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    std::string k, v;
+    UrlDecode(pair.substr(0, eq), &k);
+    if (eq != std::string_view::npos) UrlDecode(pair.substr(eq + 1), &v);
+    if (!k.empty()) req.query.emplace_back(std::move(k), std::move(v));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+}
+
+}  // namespace
+
+awaitable<void> HttpServer::Serve(tcp::socket socket) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(64 * 1024);
+    co_await http::async_read_header(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    HttpRequest req;
+    auto& header = parser.get();
+    req.method = std::string(header.method_string());
+    req.target = std::string(header.target());
+    ParseTarget(req);
+    size_t limit = handler_.BodyLimit(req.method, req.path);
+    bool keep_alive = header.keep_alive();
+    HttpResponse resp;
+    if (parser.content_length() && *parser.content_length() > limit) {
+      resp = handler_.TooLarge(req.method, req.path);
+      keep_alive = false;
+    } else {
+      parser.body_limit(limit);
+      if (!parser.is_done())
+        co_await http::async_read(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::body_limit) {
+        resp = handler_.TooLarge(req.method, req.path);
+        keep_alive = false;
+      } else if (ec) {
+        break;
+      } else {
+        auto& msg = parser.get();
+        for (const auto& field : msg) {
+          std::string name(field.name_string());
+          for (char& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+          req.headers.emplace_back(std::move(name), std::string(field.value()));
+        }
+        req.body = std::move(msg.body());
+        resp = co_await handler_.Handle(req);
+      }
+    }
+    http::response<http::string_body> out{static_cast<http::status>(resp.status), 11};
+    out.set(http::field::server, "Kindling");
+    if (!resp.content_type.empty()) out.set(http::field::content_type, resp.content_type);
+    for (auto& [k, v] : resp.headers) out.set(k, v);
+    out.body() = std::move(resp.body);
+    out.keep_alive(keep_alive);
+    out.prepare_payload();
+    co_await http::async_write(socket, out, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || !keep_alive) break;
+  }
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace kindling

@@ -1,0 +1,340 @@
+#include "api/lambda_api.h"
+
+#include "common/asio.h"
+#include <nlohmann/json.hpp>
+
+#include "api/function_validation.h"
+#include "code/code_package.h"
+#include "common/clock.h"
+#include "common/files.h"
+#include "common/function_json.h"
+#include "common/ids.h"
+#include "frontend/function_name.h"
+
+namespace kindling {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kFunctionsPrefix = "/2015-03-31/functions";
+constexpr size_t kMaxControlBodyBytes = 69905067;  // Lambda's CreateFunction request limit
+constexpr size_t kMaxSmallBodyBytes = 1 << 20;
+
+HttpResponse JsonResponse(int status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+// Parses a request body as a JSON object.
+std::variant<json, ApiError> ParseBody(const std::string& body) {
+  json doc = json::parse(body.empty() ? std::string("{}") : body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return ApiError::InvalidContent("Could not parse request body into json: the body is not a JSON object.");
+  return doc;
+}
+
+std::string ListMarker(const std::string& name) { return Base64Encode(name); }
+
+}  // namespace
+
+HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id) {
+  HttpResponse r;
+  r.status = error.status;
+  json body = {{"Type", error.status >= 500 ? "Service" : "User"}, {"message", error.message}};
+  if (!error.reason.empty()) body["Reason"] = error.reason;
+  r.body = body.dump();
+  r.headers = {{"x-amzn-ErrorType", error.type}, {"x-amzn-RequestId", request_id}};
+  return r;
+}
+
+LambdaApi::LambdaApi(asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
+                     AssignmentService& assignment, Worker& worker, Metrics& metrics,
+                     LambdaApiOptions options)
+    : io_(io),
+      registry_(registry),
+      frontend_(frontend),
+      assignment_(assignment),
+      worker_(worker),
+      metrics_(metrics),
+      options_(std::move(options)) {}
+
+LambdaApi::~LambdaApi() { blocking_.join(); }
+
+size_t LambdaApi::BodyLimit(const std::string& method, const std::string& path) {
+  if (path.size() > 12 && path.compare(path.size() - 12, 12, "/invocations") == 0)
+    return kMaxSyncPayloadBytes;
+  if (method == "POST" || method == "PUT") return kMaxControlBodyBytes;
+  return kMaxSmallBodyBytes;
+}
+
+HttpResponse LambdaApi::TooLarge(const std::string& method, const std::string& path) {
+  bool invoke = path.size() > 12 && path.compare(path.size() - 12, 12, "/invocations") == 0;
+  std::string limit = std::to_string(BodyLimit(method, path));
+  return ErrorResponse(ApiError::TooLarge("Request must be smaller than " + limit + " bytes for the " +
+                                          (invoke ? "InvokeFunction" : "requested") + " operation"),
+                       NewRequestId());
+}
+
+awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
+  std::string request_id = NewRequestId();
+  const std::string& m = req.method;
+  std::string_view path = req.path;
+  HttpResponse resp;
+  if (path == "/metrics" && m == "GET") {
+    resp = RenderMetrics();
+  } else if (path.rfind("/kindling/code/", 0) == 0 && m == "GET") {
+    resp = GetCode(std::string(path.substr(15)));
+  } else if (path.rfind(kFunctionsPrefix, 0) == 0) {
+    std::string_view rest = path.substr(strlen(kFunctionsPrefix));
+    if (rest.empty() || rest == "/") {
+      if (m == "POST") resp = co_await CreateFunction(req);
+      else if (m == "GET") resp = ListFunctions(req);
+      else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
+    } else {
+      rest.remove_prefix(1);
+      size_t slash = rest.find('/');
+      std::string name(rest.substr(0, slash));
+      std::string sub = slash == std::string_view::npos ? "" : std::string(rest.substr(slash));
+      if (sub.empty() && m == "GET") resp = GetFunction(req, name, false);
+      else if (sub.empty() && m == "DELETE") resp = DeleteFunction(req, name);
+      else if (sub == "/configuration" && m == "GET") resp = GetFunction(req, name, true);
+      else if (sub == "/configuration" && m == "PUT") resp = UpdateFunctionConfiguration(req, name);
+      else if (sub == "/code" && m == "PUT") resp = co_await UpdateFunctionCode(req, name);
+      else if (sub == "/invocations" && m == "POST") resp = co_await Invoke(req, name);
+      else resp = ErrorResponse({404, "UnknownOperationException", "Unknown operation " + m + " " + std::string(path), ""}, request_id);
+    }
+  } else {
+    resp = ErrorResponse({404, "UnknownOperationException", "Unknown operation " + m + " " + std::string(path), ""}, request_id);
+  }
+  bool has_id = false;
+  for (auto& [k, v] : resp.headers) has_id |= (k == "x-amzn-RequestId");
+  if (!has_id) resp.headers.emplace_back("x-amzn-RequestId", request_id);
+  co_return resp;
+}
+
+std::variant<const FunctionConfig*, ApiError> LambdaApi::Resolve(const std::string& text,
+                                                                  const std::string& qualifier) {
+  FunctionRef ref;
+  if (auto err = ParseFunctionRef(text, qualifier, &ref)) return *err;
+  std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
+  if (const FunctionConfig* fn = registry_.Find(ref.name, version)) return fn;
+  std::string arn = options_.arn.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
+  return ApiError::NotFound("Function not found: " + arn);
+}
+
+awaitable<std::optional<ApiError>> LambdaApi::StoreCode(const std::string& zip_base64, FunctionConfig* fn) {
+  std::string zip;
+  if (!Base64Decode(zip_base64, &zip) || zip.empty())
+    co_return ApiError::InvalidParameter("Code.ZipFile must be a base64-encoded zip file.");
+  // Extraction is disk-bound: run it off the io thread, then come back.
+  co_await asio::post(blocking_, asio::use_awaitable);
+  auto pkg = ExtractCodePackage(zip, options_.code_root);
+  co_await asio::post(io_, asio::use_awaitable);
+  if (!pkg.ok()) {
+    if (pkg.status().err() != 0) co_return ApiError::Service("Could not store the code package: " + pkg.status().message());
+    co_return ApiError{400, "InvalidParameterValueException", pkg.status().message(), ""};
+  }
+  fn->code_sha256 = pkg->sha256_base64;
+  fn->code_size = pkg->zip_size;
+  fn->code_digest = pkg->digest_hex;
+  co_return std::nullopt;
+}
+
+awaitable<HttpResponse> LambdaApi::CreateFunction(HttpRequest& req) {
+  std::string rid = NewRequestId();
+  auto parsed = ParseBody(req.body);
+  if (auto* e = std::get_if<ApiError>(&parsed)) co_return ErrorResponse(*e, rid);
+  json& body = std::get<json>(parsed);
+  if (!body.contains("FunctionName") || !body["FunctionName"].is_string())
+    co_return ErrorResponse(ApiError::InvalidParameter("FunctionName is required."), rid);
+  FunctionRef ref;
+  if (auto e = ParseFunctionRef(body["FunctionName"].get<std::string>(), "", &ref)) co_return ErrorResponse(*e, rid);
+  if (!ref.qualifier.empty())
+    co_return ErrorResponse(ApiError::InvalidParameter("FunctionName must not carry a qualifier."), rid);
+  if (body.value("Publish", false))
+    co_return ErrorResponse(ApiError::InvalidParameter("Publishing versions is not supported by this Kindling server yet."), rid);
+  FunctionConfig fn;
+  fn.name = ref.name;
+  if (auto e = ApplyFunctionConfiguration(body, true, &fn)) co_return ErrorResponse(*e, rid);
+  if (registry_.Find(fn.name, "$LATEST"))
+    co_return ErrorResponse(ApiError::Conflict("Function already exist: " + fn.name), rid);
+  const json* code = body.contains("Code") && body["Code"].is_object() ? &body["Code"] : nullptr;
+  if (!code || !code->contains("ZipFile") || !(*code)["ZipFile"].is_string()) {
+    std::string why = code && code->contains("S3Bucket")
+                          ? "Kindling does not read code from S3: upload the zip as Code.ZipFile."
+                          : "Code.ZipFile is required.";
+    co_return ErrorResponse(ApiError::InvalidParameter(why), rid);
+  }
+  if (auto e = co_await StoreCode((*code)["ZipFile"].get<std::string>(), &fn)) co_return ErrorResponse(*e, rid);
+  fn.last_modified = LambdaTimestamp();
+  fn.revision_id = NewRequestId();
+  auto inserted = registry_.Insert(fn);  // re-checks: another create may have won meanwhile
+  if (!inserted.ok()) co_return ErrorResponse(ApiError::Service(inserted.status().message()), rid);
+  if (!*inserted) co_return ErrorResponse(ApiError::Conflict("Function already exist: " + fn.name), rid);
+  co_return JsonResponse(201, ToFunctionConfiguration(fn, options_.arn));
+}
+
+HttpResponse LambdaApi::GetFunction(HttpRequest& req, const std::string& name, bool configuration_only) {
+  auto found = Resolve(name, req.Query("Qualifier"));
+  if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, NewRequestId());
+  const FunctionConfig& fn = *std::get<const FunctionConfig*>(found);
+  json config = ToFunctionConfiguration(fn, options_.arn);
+  if (configuration_only) return JsonResponse(200, config);
+  std::string host = req.Header("host").empty() ? "127.0.0.1:9000" : req.Header("host");
+  return JsonResponse(200, {{"Configuration", config},
+                            {"Code", {{"RepositoryType", "S3"},
+                                      {"Location", "http://" + host + "/kindling/code/" + fn.code_digest + ".zip"}}},
+                            {"Tags", json::object()}});
+}
+
+HttpResponse LambdaApi::ListFunctions(HttpRequest& req) {
+  std::string rid = NewRequestId();
+  int max_items = 50;
+  const std::string& max_text = req.Query("MaxItems");
+  if (!max_text.empty()) {
+    char* end = nullptr;
+    long n = strtol(max_text.c_str(), &end, 10);
+    if (*end != '\0' || n < 1 || n > 10000)
+      return ErrorResponse(ApiError::InvalidParameter("1 validation error detected: Value '" + max_text.substr(0, 32) +
+                                                      "' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"), rid);
+    max_items = static_cast<int>(n);
+  }
+  std::string after;
+  const std::string& marker = req.Query("Marker");
+  if (!marker.empty() && !Base64Decode(marker, &after))
+    return ErrorResponse(ApiError::InvalidParameter("Invalid Marker: " + marker.substr(0, 64)), rid);
+  const std::string& version = req.Query("FunctionVersion");
+  if (!version.empty() && version != "ALL")
+    return ErrorResponse(ApiError::InvalidParameter("FunctionVersion must be ALL."), rid);
+  auto page = registry_.store().List("$LATEST", after, max_items + 1);
+  if (!page.ok()) return ErrorResponse(ApiError::Service(page.status().message()), rid);
+  json functions = json::array();
+  for (int i = 0; i < static_cast<int>(page->size()) && i < max_items; ++i)
+    functions.push_back(ToFunctionConfiguration((*page)[i], options_.arn));
+  json body = {{"Functions", functions}};
+  if (static_cast<int>(page->size()) > max_items) body["NextMarker"] = ListMarker((*page)[max_items - 1].name);
+  return JsonResponse(200, body);
+}
+
+HttpResponse LambdaApi::DeleteFunction(HttpRequest& req, const std::string& name) {
+  std::string rid = NewRequestId();
+  auto found = Resolve(name, req.Query("Qualifier"));
+  if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, rid);
+  const FunctionConfig& fn = *std::get<const FunctionConfig*>(found);
+  if (!req.Query("Qualifier").empty())
+    return ErrorResponse(ApiError::InvalidParameter("$LATEST version cannot be deleted without deleting the function."), rid);
+  std::string fn_name = fn.name;
+  Status s = registry_.Delete(fn_name);
+  if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
+  assignment_.Retire(fn_name, "");
+  HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+awaitable<HttpResponse> LambdaApi::UpdateFunctionCode(HttpRequest& req, const std::string& name) {
+  std::string rid = NewRequestId();
+  auto parsed = ParseBody(req.body);
+  if (auto* e = std::get_if<ApiError>(&parsed)) co_return ErrorResponse(*e, rid);
+  json& body = std::get<json>(parsed);
+  auto found = Resolve(name, "");
+  if (auto* e = std::get_if<ApiError>(&found)) co_return ErrorResponse(*e, rid);
+  FunctionConfig fn = *std::get<const FunctionConfig*>(found);
+  if (body.value("Publish", false))
+    co_return ErrorResponse(ApiError::InvalidParameter("Publishing versions is not supported by this Kindling server yet."), rid);
+  if (body.contains("RevisionId") && body["RevisionId"] != fn.revision_id)
+    co_return ErrorResponse({412, "PreconditionFailedException",
+                             "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id", ""}, rid);
+  if (!body.contains("ZipFile") || !body["ZipFile"].is_string())
+    co_return ErrorResponse(ApiError::InvalidParameter("ZipFile is required: Kindling does not read code from S3."), rid);
+  std::string expected_revision = fn.revision_id;
+  if (auto e = co_await StoreCode(body["ZipFile"].get<std::string>(), &fn)) co_return ErrorResponse(*e, rid);
+  // The function may have changed or gone while the zip was extracted.
+  const FunctionConfig* now = registry_.Find(fn.name, "$LATEST");
+  if (!now) co_return ErrorResponse(ApiError::NotFound("Function not found: " + options_.arn.FunctionArn(fn.name)), rid);
+  if (now->revision_id != expected_revision)
+    co_return ErrorResponse(ApiError::Conflict("The operation cannot be performed at this time. An update is in progress for resource: " +
+                                               options_.arn.FunctionArn(fn.name)), rid);
+  if (body.value("DryRun", false)) co_return JsonResponse(200, ToFunctionConfiguration(fn, options_.arn));
+  fn.last_modified = LambdaTimestamp();
+  fn.revision_id = NewRequestId();
+  Status s = registry_.Put(fn);
+  if (!s.ok()) co_return ErrorResponse(ApiError::Service(s.message()), rid);
+  assignment_.Retire(fn.name, fn.revision_id);
+  co_return JsonResponse(200, ToFunctionConfiguration(fn, options_.arn));
+}
+
+HttpResponse LambdaApi::UpdateFunctionConfiguration(HttpRequest& req, const std::string& name) {
+  std::string rid = NewRequestId();
+  auto parsed = ParseBody(req.body);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return ErrorResponse(*e, rid);
+  json& body = std::get<json>(parsed);
+  auto found = Resolve(name, "");
+  if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, rid);
+  FunctionConfig fn = *std::get<const FunctionConfig*>(found);
+  if (body.contains("RevisionId") && body["RevisionId"] != fn.revision_id)
+    return ErrorResponse({412, "PreconditionFailedException",
+                          "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id", ""}, rid);
+  if (auto e = ApplyFunctionConfiguration(body, false, &fn)) return ErrorResponse(*e, rid);
+  fn.last_modified = LambdaTimestamp();
+  fn.revision_id = NewRequestId();
+  Status s = registry_.Put(fn);
+  if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
+  assignment_.Retire(fn.name, fn.revision_id);
+  return JsonResponse(200, ToFunctionConfiguration(fn, options_.arn));
+}
+
+awaitable<HttpResponse> LambdaApi::Invoke(HttpRequest& req, const std::string& name) {
+  std::string rid = NewRequestId();
+  InvokeCall call;
+  call.function = name;
+  call.qualifier = req.Query("Qualifier");
+  call.invocation_type = req.Header("x-amz-invocation-type");
+  call.log_type = req.Header("x-amz-log-type");
+  call.client_context = req.Header("x-amz-client-context");
+  call.payload = std::move(req.body);
+  auto outcome = co_await frontend_.Invoke(std::move(call), rid);
+  if (auto* e = std::get_if<ApiError>(&outcome)) co_return ErrorResponse(*e, rid);
+  InvokeReply& reply = std::get<InvokeReply>(outcome);
+  HttpResponse r;
+  r.status = reply.status;
+  r.body = std::move(reply.body);
+  r.headers.emplace_back("x-amzn-RequestId", rid);
+  r.headers.emplace_back("X-Amz-Executed-Version", reply.executed_version);
+  if (!reply.function_error.empty()) r.headers.emplace_back("X-Amz-Function-Error", reply.function_error);
+  if (!reply.log_result.empty()) r.headers.emplace_back("X-Amz-Log-Result", reply.log_result);
+  if (r.status == 204) r.content_type.clear();
+  co_return r;
+}
+
+HttpResponse LambdaApi::GetCode(const std::string& file) {
+  // <64 hex>.zip only: nothing else under the code root is served.
+  bool ok = file.size() == 68 && file.compare(64, 4, ".zip") == 0 &&
+            file.find_first_not_of("0123456789abcdef") == 64;
+  std::string data;
+  if (!ok || !ReadFile(options_.code_root + "/" + file, &data).ok())
+    return ErrorResponse(ApiError::NotFound("No such code package."), NewRequestId());
+  HttpResponse r;
+  r.content_type = "application/zip";
+  r.body = std::move(data);
+  return r;
+}
+
+HttpResponse LambdaApi::RenderMetrics() {
+  assignment_.ExportGauges(metrics_);
+  WorkerStats stats = worker_.Stats();
+  metrics_.SetGauge("kindling_worker_sandboxes", static_cast<double>(stats.sandboxes));
+  metrics_.SetGauge("kindling_worker_memory_reserved_bytes", static_cast<double>(stats.memory_reserved_bytes));
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = metrics_.RenderPrometheus();
+  return r;
+}
+
+}  // namespace kindling

@@ -1,0 +1,66 @@
+// LambdaApi: the Lambda REST API (2015-03-31 paths) plus /metrics, as an HttpHandler.
+// Control-plane operations validate their input and write through the FunctionRegistry;
+// invocations go to the Frontend.
+//
+// Thread safety: runs on the io_context thread.
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+#include <string>
+
+#include "api/http_server.h"
+#include "assignment/assignment_service.h"
+#include "common/api_error.h"
+#include "common/metrics.h"
+#include "frontend/frontend.h"
+#include "store/function_registry.h"
+#include "worker/worker.h"
+
+namespace kindling {
+
+struct LambdaApiOptions {
+  ArnContext arn;
+  std::string code_root;  // where packages are extracted
+};
+
+class LambdaApi : public HttpHandler {
+ public:
+  LambdaApi(boost::asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
+            AssignmentService& assignment, Worker& worker, Metrics& metrics, LambdaApiOptions options);
+  ~LambdaApi() override;
+
+  size_t BodyLimit(const std::string& method, const std::string& path) override;
+  HttpResponse TooLarge(const std::string& method, const std::string& path) override;
+  boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) override;
+
+ private:
+  using Reply = boost::asio::awaitable<HttpResponse>;
+  Reply CreateFunction(HttpRequest& req);
+  HttpResponse GetFunction(HttpRequest& req, const std::string& name, bool configuration_only);
+  HttpResponse ListFunctions(HttpRequest& req);
+  HttpResponse DeleteFunction(HttpRequest& req, const std::string& name);
+  Reply UpdateFunctionCode(HttpRequest& req, const std::string& name);
+  HttpResponse UpdateFunctionConfiguration(HttpRequest& req, const std::string& name);
+  Reply Invoke(HttpRequest& req, const std::string& name);
+  HttpResponse GetCode(const std::string& file);
+  HttpResponse RenderMetrics();
+
+  // Extracts a base64 zip on the blocking pool and fills the code fields of fn.
+  boost::asio::awaitable<std::optional<ApiError>> StoreCode(const std::string& zip_base64, FunctionConfig* fn);
+  // Looks up the $LATEST record for a FunctionName path parameter.
+  std::variant<const FunctionConfig*, ApiError> Resolve(const std::string& text, const std::string& qualifier);
+
+  boost::asio::io_context& io_;
+  FunctionRegistry& registry_;
+  Frontend& frontend_;
+  AssignmentService& assignment_;
+  Worker& worker_;
+  Metrics& metrics_;
+  LambdaApiOptions options_;
+  boost::asio::thread_pool blocking_{1};  // zip extraction: keeps the invoke path responsive
+};
+
+// The HTTP form of an ApiError (status, x-amzn-ErrorType, {"Type","message"} body).
+HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id);
+
+}  // namespace kindling

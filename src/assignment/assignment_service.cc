@@ -1,0 +1,133 @@
+#include "assignment/assignment_service.h"
+
+#include <algorithm>
+#include "common/asio.h"
+#include <nlohmann/json.hpp>
+
+namespace kindling {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using std::chrono::steady_clock;
+
+AssignmentService::AssignmentService(asio::io_context& io, Placement& placement,
+                                     AssignmentOptions options)
+    : io_(io), placement_(placement), options_(options), reaper_(io) {}
+
+awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& fn,
+                                                           InvokeRequest request) {
+  std::string key = fn.name + "\n" + fn.version + "\n" + fn.revision_id;
+  auto& slot = pools_[key];
+  if (!slot) slot.reset(new Pool{fn.name, fn.revision_id, {}, {}, false});
+  Pool* pool = slot.get();
+
+  std::shared_ptr<SandboxSession> session;
+  while (!pool->idle.empty() && !session) {
+    session = std::move(pool->idle.back().session);
+    pool->idle.pop_back();
+    if (session->dead()) session.reset();
+  }
+  if (!session) {
+    auto worker = placement_.Choose({fn.name, fn.memory_mb});
+    if (!worker.ok()) co_return worker.status();
+    auto created = (*worker)->CreateSandbox(fn);
+    if (!created.ok()) {
+      const Status& s = created.status();
+      if (s.code().empty()) co_return s;
+      InvokeResult failed;
+      failed.function_error = "Unhandled";
+      failed.cold_start = true;
+      failed.payload = nlohmann::json{{"errorType", s.code()},
+                                      {"errorMessage", "RequestId: " + request.request_id +
+                                                           " Error: " + s.message()}}
+                           .dump();
+      co_return failed;
+    }
+    session = std::move(created).value();
+  }
+  pool->busy.push_back(session);
+  InvokeResult result = co_await session->Invoke(std::move(request));
+  // Freeze after the response is on its way: posted, so the caller's write goes first. The session
+  // stays in `busy` until then, which keeps the pool alive.
+  asio::post(io_, [this, pool, session] { Release(*pool, session); });
+  co_return result;
+}
+
+void AssignmentService::Release(Pool& pool, const std::shared_ptr<SandboxSession>& session) {
+  pool.busy.erase(std::find(pool.busy.begin(), pool.busy.end(), session));
+  if (session->dead() || pool.retired || stopped_) {
+    session->Destroy();
+    return;
+  }
+  session->Freeze();
+  pool.idle.push_back({session, steady_clock::now()});
+}
+
+void AssignmentService::Retire(const std::string& function, const std::string& keep_revision) {
+  for (auto& [key, pool] : pools_) {
+    if (pool->function != function || pool->revision == keep_revision) continue;
+    pool->retired = true;
+    for (auto& idle : pool->idle) idle.session->Destroy();
+    pool->idle.clear();
+  }
+}
+
+void AssignmentService::Start() {
+  asio::co_spawn(io_, [this]() { return ReaperLoop(); }, asio::detached);
+}
+
+awaitable<void> AssignmentService::ReaperLoop() {
+  auto period = std::clamp<std::chrono::milliseconds>(options_.idle_timeout / 4,
+                                                      std::chrono::milliseconds(100),
+                                                      std::chrono::milliseconds(10000));
+  while (!stopped_) {
+    reaper_.expires_after(period);
+    boost::system::error_code ec;
+    co_await reaper_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_) break;
+    ReapIdle();
+  }
+}
+
+void AssignmentService::ReapIdle() {
+  auto cutoff = steady_clock::now() - options_.idle_timeout;
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    Pool& pool = *it->second;
+    auto expired = [&](const Idle& idle) {
+      if (idle.since > cutoff && !idle.session->dead()) return false;
+      idle.session->Destroy();
+      return true;
+    };
+    pool.idle.erase(std::remove_if(pool.idle.begin(), pool.idle.end(), expired), pool.idle.end());
+    // A pool object is referenced by in-flight invocations and posted releases: keep it while busy.
+    if (pool.idle.empty() && pool.busy.empty() && pool.retired) {
+      it = pools_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void AssignmentService::Shutdown() {
+  stopped_ = true;
+  reaper_.cancel();
+  for (auto& [key, pool] : pools_) {
+    pool->retired = true;
+    for (auto& idle : pool->idle) idle.session->Destroy();
+    pool->idle.clear();
+    for (auto& busy : pool->busy) busy->Destroy();
+  }
+}
+
+void AssignmentService::ExportGauges(Metrics& metrics) {
+  metrics.ClearGauges("kindling_sandboxes{");
+  std::map<std::string, double> by_state{{"initializing", 0}, {"busy", 0}, {"idle", 0}, {"frozen", 0}};
+  for (auto& [key, pool] : pools_) {
+    for (auto& s : pool->busy) by_state[s->initialized() ? "busy" : "initializing"]++;
+    for (auto& idle : pool->idle)
+      if (!idle.session->dead()) by_state[idle.session->frozen() ? "frozen" : "idle"]++;
+  }
+  for (const auto& [state, n] : by_state) metrics.SetGauge("kindling_sandboxes{state=\"" + state + "\"}", n);
+}
+
+}  // namespace kindling

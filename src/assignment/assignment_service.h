@@ -1,0 +1,72 @@
+// AssignmentService: tracks the sandboxes of every function version (one pool per configuration
+// revision) and decides warm or cold: an idle sandbox is leased when one exists, otherwise
+// Placement picks a worker that starts a new one. Sandboxes return to the pool frozen; pools of
+// outdated revisions are drained; idle sandboxes past the idle timeout are destroyed.
+//
+// Thread safety: every method runs on the io_context thread.
+#pragma once
+
+#include "common/asio.h"
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/function.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "placement/placement.h"
+#include "worker/invoke.h"
+#include "worker/sandbox_session.h"
+
+namespace kindling {
+
+struct AssignmentOptions {
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
+};
+
+class AssignmentService {
+ public:
+  AssignmentService(boost::asio::io_context& io, Placement& placement, AssignmentOptions options);
+
+  // Runs one invocation of fn on a warm or new sandbox. A service failure (no capacity, sandbox
+  // creation failed) is an error Status; everything the function does is an InvokeResult.
+  boost::asio::awaitable<Result<InvokeResult>> Invoke(const FunctionConfig& fn, InvokeRequest request);
+
+  // Drains every pool of `function` whose revision differs from keep_revision ("" = all): idle
+  // sandboxes are destroyed now, busy ones when their invocation ends.
+  void Retire(const std::string& function, const std::string& keep_revision);
+  // Starts the periodic idle reaper.
+  void Start();
+  // Destroys every sandbox.
+  void Shutdown();
+  // Publishes sandbox counts by state as gauges.
+  void ExportGauges(Metrics& metrics);
+
+ private:
+  struct Idle {
+    std::shared_ptr<SandboxSession> session;
+    std::chrono::steady_clock::time_point since;
+  };
+  struct Pool {
+    std::string function;
+    std::string revision;
+    std::vector<Idle> idle;  // most recently used last: leased first (warmest caches)
+    std::vector<std::shared_ptr<SandboxSession>> busy;
+    bool retired = false;
+  };
+  void Release(Pool& pool, const std::shared_ptr<SandboxSession>& session);
+  void ReapIdle();
+  boost::asio::awaitable<void> ReaperLoop();
+
+  boost::asio::io_context& io_;
+  Placement& placement_;
+  AssignmentOptions options_;
+  boost::asio::steady_timer reaper_;
+  bool stopped_ = false;
+  // Keyed by function + "\n" + version + "\n" + revision. Pools are never erased while busy.
+  std::map<std::string, std::unique_ptr<Pool>> pools_;
+};
+
+}  // namespace kindling

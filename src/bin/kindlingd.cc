@@ -1,0 +1,144 @@
+// kindlingd: the Kindling daemon. In embedded mode (the default) one process runs every
+// component: Lambda API frontend, counting, assignment, placement, one worker and its sandboxes.
+//
+// Startup order: data directory -> metadata store -> sandbox factory (sweeping what an earlier
+// run left behind) -> worker -> placement -> assignment -> frontend -> API listener.
+// SIGTERM/SIGINT: stop accepting, destroy every sandbox, exit 0.
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include "common/asio.h"
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "api/http_server.h"
+#include "api/lambda_api.h"
+#include "assignment/assignment_service.h"
+#include "common/files.h"
+#include "common/ids.h"
+#include "common/metrics.h"
+#include "frontend/counting.h"
+#include "frontend/frontend.h"
+#include "placement/placement.h"
+#include "sandbox/jail/jail.h"
+#include "store/function_registry.h"
+#include "store/metadata_store.h"
+#include "worker/worker.h"
+
+namespace fs = std::filesystem;
+using namespace kindling;
+
+namespace {
+
+// Finds a file that ships with kindlingd: next to the binary (build tree), under ../share/kindling
+// (installed), or in the source tree it was built from.
+std::string FindShipped(const std::string& name) {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  for (const fs::path& candidate : {exe / name, exe / "../share/kindling" / name,
+                                    fs::path(KINDLING_SOURCE_DIR) / name}) {
+    if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec).string();
+  }
+  return "";
+}
+
+int Fail(const std::string& message) {
+  fprintf(stderr, "kindlingd: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kindlingd: a self-hosted, Lambda-compatible serverless platform"};
+  std::string listen = "127.0.0.1:9000";
+  std::string data_dir = "kindling-data";
+  ArnContext arn;
+  double idle_timeout_s = 600;
+  uint32_t account_concurrency = 1000;
+  uint64_t memory_capacity_mb = 0;
+  std::string runtimes_dir, init_path;
+  app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "Directory for metadata, code packages and logs")->capture_default_str();
+  app.add_option("--region", arn.region, "Region used in ARNs")->capture_default_str();
+  app.add_option("--account-id", arn.account_id, "Account id used in ARNs (12 digits)")->capture_default_str();
+  app.add_option("--idle-timeout", idle_timeout_s, "Seconds an idle sandbox is kept warm")->capture_default_str();
+  app.add_option("--account-concurrency", account_concurrency, "Concurrent invocations allowed in total")->capture_default_str();
+  app.add_option("--memory-capacity-mb", memory_capacity_mb, "Memory sandboxes may reserve in total (default: twice the host's RAM)");
+  app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
+  app.add_option("--init", init_path, "Path of the kindling-init binary");
+  CLI11_PARSE(app, argc, argv);
+
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return Fail("--listen must be HOST:PORT");
+  std::string host = listen.substr(0, colon);
+  int port = atoi(listen.substr(colon + 1).c_str());
+  if (arn.account_id.size() != 12 || arn.account_id.find_first_not_of("0123456789") != std::string::npos)
+    return Fail("--account-id must be 12 digits");
+  if (geteuid() != 0) return Fail("must run as root: sandboxes need namespaces and cgroups");
+  if (init_path.empty()) init_path = FindShipped("kindling-init");
+  if (runtimes_dir.empty()) runtimes_dir = FindShipped("runtimes");
+  if (init_path.empty()) return Fail("kindling-init not found; pass --init");
+  if (runtimes_dir.empty()) return Fail("runtime clients not found; pass --runtimes-dir");
+  if (memory_capacity_mb == 0)
+    memory_capacity_mb = 2 * (uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) >> 20);
+
+  Status s = MakeDirs(data_dir, 0700);
+  if (!s.ok()) return Fail(s.message());
+  char real[PATH_MAX];
+  if (!realpath(data_dir.c_str(), real)) return Fail("cannot resolve " + data_dir);
+  data_dir = real;
+  signal(SIGPIPE, SIG_IGN);
+
+  auto store = MetadataStore::Open(data_dir + "/metadata.db");
+  if (!store.ok()) return Fail(store.status().message());
+  FunctionRegistry registry(std::move(store).value());
+
+  // One daemon per data directory: its cgroups and uids are named after it.
+  JailOptions jail;
+  jail.instance = "kindling-" + HexEncode(Sha256(data_dir)).substr(0, 10);
+  jail.state_dir = data_dir + "/jail";
+  auto factory = NewJailFactory(jail);
+  s = factory->SweepLeftovers();
+  if (!s.ok()) fprintf(stderr, "kindlingd: sweeping leftovers: %s\n", s.message().c_str());
+
+  boost::asio::io_context io(1);
+  WorkerOptions wopts;
+  wopts.code_root = data_dir + "/code";
+  wopts.logs_root = data_dir + "/logs";
+  wopts.init_path = init_path;
+  wopts.runtimes_dir = runtimes_dir;
+  wopts.arn = arn;
+  wopts.memory_capacity_bytes = memory_capacity_mb << 20;
+  Worker worker(io, std::move(factory), wopts);
+  Placement placement;
+  placement.AddWorker(&worker);
+  AssignmentOptions aopts;
+  aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
+  AssignmentService assignment(io, placement, aopts);
+  assignment.Start();
+  Metrics metrics;
+  Counting counting(account_concurrency);
+  Frontend frontend(registry, counting, assignment, metrics, arn);
+  LambdaApi api(io, registry, frontend, assignment, worker, metrics, {arn, wopts.code_root});
+  HttpServer server(io, api);
+  auto bound = server.Listen(host, port);
+  if (!bound.ok()) return Fail(bound.status().message());
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    fprintf(stderr, "kindlingd: signal %d, shutting down\n", sig);
+    server.Stop();
+    assignment.Shutdown();
+    io.stop();
+  });
+  fprintf(stderr, "kindlingd: listening on http://%s:%d (data dir %s)\n", host.c_str(), *bound, data_dir.c_str());
+  io.run();
+  assignment.Shutdown();
+  fprintf(stderr, "kindlingd: stopped\n");
+  return 0;
+}

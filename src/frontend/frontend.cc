@@ -1,0 +1,88 @@
+#include "frontend/frontend.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/ids.h"
+#include "frontend/function_name.h"
+
+namespace kindling {
+
+using boost::asio::awaitable;
+
+awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call, std::string request_id) {
+  FunctionRef ref;
+  if (auto err = ParseFunctionRef(call.function, call.qualifier, &ref)) co_return *err;
+  const std::string& type = call.invocation_type;
+  if (!type.empty() && type != "RequestResponse" && type != "DryRun" && type != "Event")
+    co_return ApiError::InvalidParameter(
+        "1 validation error detected: Value '" + type.substr(0, 64) +
+        "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: "
+        "[Event, RequestResponse, DryRun]");
+  if (!call.log_type.empty() && call.log_type != "None" && call.log_type != "Tail")
+    co_return ApiError::InvalidParameter(
+        "1 validation error detected: Value '" + call.log_type.substr(0, 64) +
+        "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
+
+  std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
+  const FunctionConfig* found = registry_.Find(ref.name, version);
+  if (!found) {
+    std::string arn = arn_.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
+    co_return ApiError::NotFound("Function not found: " + arn);
+  }
+  FunctionConfig fn = *found;  // the registry may change while this invocation runs
+
+  if (type == "Event")
+    co_return ApiError::InvalidParameter(
+        "InvocationType Event (asynchronous invocation) is not available on this Kindling server yet.");
+  if (call.payload.size() > kMaxSyncPayloadBytes)
+    co_return ApiError::TooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation");
+  if (call.payload.empty()) call.payload = "{}";
+  if (!nlohmann::json::accept(call.payload))
+    co_return ApiError::InvalidContent("Could not parse request body into json: Could not parse payload into json");
+
+  std::string client_context;
+  if (!call.client_context.empty()) {
+    bool ok = call.client_context.size() <= kMaxClientContextBytes &&
+              Base64Decode(call.client_context, &client_context) &&
+              nlohmann::json::accept(client_context);
+    if (!ok) co_return ApiError::InvalidParameter("Client context must be a valid Base64-encoded JSON object.");
+  }
+
+  InvokeReply reply;
+  reply.executed_version = fn.version;
+  if (type == "DryRun") {
+    reply.status = 204;
+    co_return reply;
+  }
+
+  if (auto throttled = counting_.Acquire(fn.name)) {
+    metrics_.RecordThrottle(fn.name);
+    co_return *throttled;
+  }
+  InvokeRequest request;
+  request.request_id = request_id;
+  request.payload = std::move(call.payload);
+  request.invoked_arn = arn_.FunctionArn(fn.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
+  request.client_context = std::move(client_context);
+  request.trace_id = "Root=1-" + request_id.substr(0, 8) + "-" + HexEncode(request_id.substr(9, 12)) +
+                     ";Parent=" + request_id.substr(24, 12) + "0000;Sampled=0";
+  auto result = co_await assignment_.Invoke(fn, std::move(request));
+  counting_.Release(fn.name);
+  if (!result.ok()) {
+    metrics_.RecordServiceError(fn.name);
+    co_return ApiError::Service("Kindling could not run the function: " + result.status().message());
+  }
+  InvokeResult& r = *result;
+  metrics_.RecordInvocation(fn.name, !r.function_error.empty(), r.cold_start, r.duration_ms);
+  reply.body = std::move(r.payload);
+  reply.function_error = std::move(r.function_error);
+  reply.executed_version = r.executed_version;
+  if (call.log_type == "Tail") {
+    std::string_view tail = r.log;
+    if (tail.size() > kLogTailBytes) tail = tail.substr(tail.size() - kLogTailBytes);
+    reply.log_result = Base64Encode(tail);
+  }
+  co_return reply;
+}
+
+}  // namespace kindling

@@ -1,0 +1,59 @@
+// Frontend: the synchronous invoke entry. Validates the call (function reference, invocation type,
+// payload size and JSON, client context), resolves the function version, admits it through
+// Counting and runs it through the AssignmentService.
+//
+// Thread safety: every method runs on the io_context thread.
+#pragma once
+
+#include "common/asio.h"
+#include <string>
+#include <variant>
+
+#include "assignment/assignment_service.h"
+#include "common/api_error.h"
+#include "common/function.h"
+#include "common/metrics.h"
+#include "frontend/counting.h"
+#include "store/function_registry.h"
+
+namespace kindling {
+
+constexpr size_t kMaxSyncPayloadBytes = 6291456;      // 6 MB request
+constexpr size_t kMaxSyncResponseBytes = 6291556;     // what Lambda lets a function return
+constexpr size_t kMaxClientContextBytes = 3583;
+
+struct InvokeCall {
+  std::string function;         // FunctionName path parameter, URL-decoded
+  std::string qualifier;        // ?Qualifier=
+  std::string invocation_type;  // X-Amz-Invocation-Type ("" = RequestResponse)
+  std::string log_type;         // X-Amz-Log-Type
+  std::string client_context;   // X-Amz-Client-Context (base64)
+  std::string payload;
+};
+
+struct InvokeReply {
+  int status = 200;
+  std::string body;
+  std::string function_error;    // X-Amz-Function-Error
+  std::string executed_version;  // X-Amz-Executed-Version
+  std::string log_result;        // X-Amz-Log-Result (base64), when Tail was asked for
+};
+
+class Frontend {
+ public:
+  Frontend(FunctionRegistry& registry, Counting& counting, AssignmentService& assignment,
+           Metrics& metrics, ArnContext arn)
+      : registry_(registry), counting_(counting), assignment_(assignment), metrics_(metrics), arn_(arn) {}
+
+  boost::asio::awaitable<std::variant<InvokeReply, ApiError>> Invoke(InvokeCall call,
+                                                                     std::string request_id);
+
+ private:
+  FunctionRegistry& registry_;
+  Counting& counting_;
+  AssignmentService& assignment_;
+  Metrics& metrics_;
+  ArnContext arn_;
+};
+
+}  // namespace kindling

@@ -1,0 +1,80 @@
+// SandboxSession: the worker's live connection to one sandbox (its kindling-init), running one
+// invocation at a time. It reads control frames continuously: log text goes to the function's log
+// and the current invocation's tail; results complete the waiting Invoke().
+//
+// Thread safety: every method runs on the worker's io_context thread.
+#pragma once
+
+#include "common/asio.h"
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/function.h"
+#include "common/status.h"
+#include "init/protocol.h"
+#include "sandbox/sandbox.h"
+#include "worker/function_log.h"
+#include "worker/invoke.h"
+
+namespace kindling {
+
+class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
+ public:
+  SandboxSession(boost::asio::io_context& io, std::unique_ptr<Sandbox> sandbox, FunctionConfig fn,
+                 std::shared_ptr<FunctionLog> log);
+  ~SandboxSession();
+
+  // Starts reading control frames. Call once, right after construction.
+  void Start();
+
+  // Runs one invocation. A cold sandbox first waits (up to init_timeout) for its runtime to ask for
+  // an event. Function errors, timeouts and crashes are results (function_error set); after a
+  // timeout, crash or init error the sandbox is dead(). Only one Invoke at a time.
+  boost::asio::awaitable<InvokeResult> Invoke(InvokeRequest request);
+
+  void Freeze();
+  void Thaw();
+  // Kills every process; the session becomes dead(). Idempotent.
+  void Destroy();
+
+  bool dead() const { return dead_; }
+  bool frozen() const { return frozen_; }
+  bool initialized() const { return ready_; }
+  const FunctionConfig& function() const { return fn_; }
+  const std::string& id() const { return sandbox_->id(); }
+
+  static constexpr std::chrono::seconds kInitTimeout{10};  // Lambda's init phase limit
+
+ private:
+  boost::asio::awaitable<void> ReadLoop();
+  void OnFrame(const protocol::Frame& frame);
+  void AppendLog(std::string_view text);
+  void MarkDead(std::string reason);
+  // Waits until woken by a frame or the deadline; true when woken before the deadline.
+  boost::asio::awaitable<bool> WaitUntil(std::chrono::steady_clock::time_point deadline);
+  std::string ExitErrorType();
+
+  boost::asio::io_context& io_;
+  std::unique_ptr<Sandbox> sandbox_;
+  FunctionConfig fn_;
+  std::shared_ptr<FunctionLog> log_;
+  boost::asio::posix::stream_descriptor control_;
+  boost::asio::steady_timer wake_;
+
+  bool ready_ = false;          // the runtime asked for its first event
+  double init_duration_ms_ = 0;
+  bool dead_ = false;
+  std::string dead_reason_;
+  bool frozen_ = false;
+  bool invoking_ = false;  // Freeze() is a no-op while an invocation runs
+
+  // The current invocation.
+  std::string current_id_;
+  std::optional<protocol::Frame> result_;  // kResponse / kError / kInitError
+  std::string tail_;                       // log text since the last invocation ended
+};
+
+}  // namespace kindling

@@ -1,0 +1,116 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include "code/code_package.h"
+#include "common/clock.h"
+#include "common/files.h"
+#include "common/ids.h"
+#include "worker/runtimes.h"
+
+namespace kindling {
+
+Worker::Worker(boost::asio::io_context& io, std::unique_ptr<SandboxFactory> factory,
+               WorkerOptions opts)
+    : io_(io), factory_(std::move(factory)), opts_(std::move(opts)) {
+  MakeDirs(opts_.logs_root, 0750);
+}
+
+std::vector<std::string> Worker::Environment(const FunctionConfig& fn, const std::string& sandbox_id,
+                                             const std::string& exec_env) {
+  std::string date = IsoTimestamp().substr(0, 10);
+  for (char& c : date)
+    if (c == '-') c = '/';
+  std::vector<std::string> env;
+  for (const auto& [k, v] : fn.environment) env.push_back(k + "=" + v);
+  // Lambda's reserved variables come last: user values for them are refused at the API.
+  std::vector<std::pair<std::string, std::string>> reserved = {
+      {"_HANDLER", fn.handler},
+      {"LAMBDA_TASK_ROOT", "/var/task"},
+      {"LAMBDA_RUNTIME_DIR", "/var/runtime"},
+      {"AWS_LAMBDA_FUNCTION_NAME", fn.name},
+      {"AWS_LAMBDA_FUNCTION_VERSION", fn.version},
+      {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", std::to_string(fn.memory_mb)},
+      {"AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/" + fn.name},
+      {"AWS_LAMBDA_LOG_STREAM_NAME", date + "/[" + fn.version + "]" + sandbox_id},
+      {"AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"},
+      {"AWS_REGION", opts_.arn.region},
+      {"AWS_DEFAULT_REGION", opts_.arn.region},
+      {"AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"},
+      {"AWS_EXECUTION_ENV", "AWS_Lambda_" + exec_env},
+      {"TZ", ":UTC"},
+      {"LANG", "en_US.UTF-8"},
+      {"PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin"},
+      {"LD_LIBRARY_PATH", "/var/task:/var/task/lib:/opt/lib"},
+      {"HOME", "/tmp"},
+  };
+  for (const auto& [k, v] : reserved) env.push_back(k + "=" + v);
+  return env;
+}
+
+std::shared_ptr<FunctionLog> Worker::LogFor(const std::string& function) {
+  auto& weak = logs_[function];
+  auto log = weak.lock();
+  if (!log) {
+    log = std::make_shared<FunctionLog>(opts_.logs_root + "/" + function + ".log");
+    weak = log;
+  }
+  return log;
+}
+
+Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConfig& fn) {
+  const RuntimeInfo* runtime = FindRuntime(fn.runtime);
+  if (!runtime) return Status::Coded("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
+  std::string code_dir = opts_.code_root + "/" + fn.code_digest;
+  if (!runtime->entrypoint.empty() && !PackageHasExecutable(code_dir, runtime->entrypoint))
+    return Status::Coded("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/" +
+                                                          runtime->entrypoint + "]");
+
+  char id_buf[64];
+  snprintf(id_buf, sizeof id_buf, "%04llx%s", static_cast<unsigned long long>(next_id_++ & 0xffff),
+           HexEncode(Sha256(NewRequestId())).substr(0, 28).c_str());
+  SandboxSpec spec;
+  spec.id = id_buf;
+  spec.argv = {"/var/rapid/init", "--"};
+  spec.argv.insert(spec.argv.end(), runtime->argv.begin(), runtime->argv.end());
+  spec.env = Environment(fn, spec.id, runtime->name);
+  spec.code_dir = code_dir;
+  spec.binds.push_back({opts_.init_path, "/var/rapid/init", false});
+  if (!runtime->client_dir.empty())
+    spec.binds.push_back({opts_.runtimes_dir + "/" + runtime->client_dir, "/var/runtime", false});
+  spec.memory_bytes = uint64_t(fn.memory_mb) << 20;
+  spec.tmp_bytes = uint64_t(fn.ephemeral_mb) << 20;
+  // CPU in proportion to memory (1769 MB = one vCPU): a share under contention, and a ceiling of
+  // whole vCPUs so that small functions can still burst through their init phase.
+  spec.cpu_weight = std::max<uint32_t>(2, static_cast<uint32_t>(uint64_t(fn.memory_mb) * 1024 / 1769));
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  uint32_t vcpus = static_cast<uint32_t>(std::ceil(fn.memory_mb / 1769.0));
+  spec.cpu_millis = 1000 * std::min<uint32_t>(vcpus, static_cast<uint32_t>(std::max(1L, cpus)));
+  spec.pids_max = 1024;
+
+  auto sandbox = factory_->Create(spec);
+  if (!sandbox.ok()) return Status::Error("sandbox creation failed: " + sandbox.status().message());
+  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name));
+  session->Start();
+  sessions_[session->id()] = session;
+  return session;
+}
+
+WorkerStats Worker::Stats() {
+  WorkerStats stats;
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto s = it->second.lock();
+    if (!s || s->dead()) {
+      it = sessions_.erase(it);
+      continue;
+    }
+    ++stats.sandboxes;
+    stats.memory_reserved_bytes += uint64_t(s->function().memory_mb) << 20;
+    ++it;
+  }
+  return stats;
+}
+
+}  // namespace kindling

@@ -1,0 +1,61 @@
+// Worker: the host agent. Creates sandboxes for function versions (through a SandboxFactory) and
+// hands back sessions the assignment service invokes through. In cluster mode this sits behind an
+// RPC boundary; here it is called in-process with the same plain messages.
+//
+// Thread safety: every method runs on the io_context thread.
+#pragma once
+
+#include "common/asio.h"
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/function.h"
+#include "common/status.h"
+#include "sandbox/sandbox.h"
+#include "worker/function_log.h"
+#include "worker/sandbox_session.h"
+
+namespace kindling {
+
+struct WorkerOptions {
+  std::string name = "local";
+  std::string code_root;     // extracted packages: <code_root>/<digest>/
+  std::string logs_root;     // per-function logs: <logs_root>/<function>.log
+  std::string init_path;     // host path of the kindling-init binary
+  std::string runtimes_dir;  // host directory holding the runtime clients (python/, node/)
+  ArnContext arn;
+  uint64_t memory_capacity_bytes = 0;  // what sandboxes may reserve in total (0 = unlimited)
+};
+
+struct WorkerStats {
+  uint64_t sandboxes = 0;
+  uint64_t memory_reserved_bytes = 0;
+};
+
+class Worker {
+ public:
+  Worker(boost::asio::io_context& io, std::unique_ptr<SandboxFactory> factory, WorkerOptions opts);
+
+  // Starts a sandbox for fn, already reading its control socket. Its runtime initializes in the
+  // background; the first Invoke waits for it. Errors carry a code when they are the function's
+  // fault (Runtime.InvalidEntrypoint, InvalidRuntimeException); uncoded errors are service errors.
+  Result<std::shared_ptr<SandboxSession>> CreateSandbox(const FunctionConfig& fn);
+
+  WorkerStats Stats();
+  const WorkerOptions& options() const { return opts_; }
+
+ private:
+  std::vector<std::string> Environment(const FunctionConfig& fn, const std::string& sandbox_id,
+                                       const std::string& exec_env);
+  std::shared_ptr<FunctionLog> LogFor(const std::string& function);
+
+  boost::asio::io_context& io_;
+  std::unique_ptr<SandboxFactory> factory_;
+  WorkerOptions opts_;
+  uint64_t next_id_ = 1;
+  std::map<std::string, std::weak_ptr<SandboxSession>> sessions_;
+  std::map<std::string, std::weak_ptr<FunctionLog>> logs_;
+};
+
+}  // namespace kindling
