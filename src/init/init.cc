@@ -158,7 +158,8 @@ struct Conn {
   uint32_t gen = 0;
   uint64_t last_active = 0;
   State state = kHead;
-  bool want_out = false;  // EPOLLOUT registered
+  bool want_out = false;     // EPOLLOUT registered
+  bool half_closed = false;  // the peer shut down its side while waiting in /next
   Buffer in;
   Buffer out;
   size_t scan = 0;
@@ -330,6 +331,8 @@ bool Init::SetupSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return false;
+  // Blocked signals are queued for the signalfd, even in PID 1 of a pid namespace (which drops
+  // unblocked SIG_DFL signals sent from outside): see InitTest.Pid1ReceivesSigtermFromOutside.
   sig_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sig_fd_ < 0) return false;
   signal(SIGPIPE, SIG_IGN);  // reset to default for the runtime by posix_spawn
@@ -632,7 +635,7 @@ void Init::OnRuntimeExited(int status, const rusage& ru) {
     }
   }
   // Then the rest of its output (bounded: other processes may still hold the pipe open).
-  for (int i = 0; i < 256 && pipe_fd_ >= 0; ++i) {
+  for (int i = 0; i < 16 && pipe_fd_ >= 0; ++i) {
     size_t n = ReadOutputInto();
     SendBatch();
     if (n < kReadChunk) break;
@@ -674,7 +677,7 @@ void Init::OnPipeReadable() {
 void Init::DrainOutputForResult() {
   // The runtime wrote its output before it posted the result: read what the pipe holds now. A
   // short read proves it empty; a full one is sent and the pipe read again (bounded).
-  for (int i = 0; i < 64; ++i) {
+  for (int i = 0; i < 16; ++i) {  // 1 MiB: the largest pipe an unprivileged runtime can ask for
     size_t n = ReadOutputInto();
     if (n < kReadChunk) return;  // leave it in batch_, to go out with the result
     SendBatch();
@@ -753,6 +756,9 @@ void Init::FinishInvocation(FrameType type, std::string_view error_type, std::st
   last_id_.assign(inv_.field(0));
   inv_present_ = false;
   inv_delivered_ = false;
+  for (auto* fr : {&inv_, &frame_})
+    for (auto& field : fr->fields)
+      if (field.capacity() > kKeepBuffer) std::string().swap(field);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -791,6 +797,7 @@ void Init::OnAccept() {
     c.state = Conn::kHead;
     c.scan = 0;
     c.want_out = false;
+    c.half_closed = false;
     c.last_active = ++activity_;
     ++nconns_;
     Watch(fd, ConnTag(c), EPOLLIN);
@@ -820,6 +827,12 @@ void Init::ReadConn(Conn& c) {
     n = read(c.fd, c.in.Tail(want), want);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && errno == EAGAIN) return;
+  if (n == 0 && c.state == Conn::kWaitNext && !c.half_closed) {
+    // Half-closed while waiting for an event: still deliver it, then close.
+    c.half_closed = true;
+    Modify(c.fd, ConnTag(c), c.want_out ? uint32_t{EPOLLOUT} : 0u);
+    return;
+  }
   if (n <= 0) {
     CloseConn(c);
     return;
@@ -899,8 +912,12 @@ void Init::ProcessConn(Conn& c) {
         c.in.Consume(take);
         c.discard_left -= take;
         if (c.discard_left > 0) return;
-        c.state = Conn::kHead;
-        Reply(c, c.reject_status, "Payload Too Large", c.reject_body, !c.keep_alive);
+        if (c.reject_status == 0) {
+          CompleteRequest(c, {}, 0);
+        } else {
+          c.state = Conn::kHead;
+          Reply(c, c.reject_status, "Payload Too Large", c.reject_body, !c.keep_alive);
+        }
         break;
       }
       case Conn::kWaitNext:
@@ -937,9 +954,24 @@ bool Init::StartRequest(Conn& c, const http::RequestHead& head) {
     c.chunk_pos = c.chunk_out = c.head_bytes;
     return true;
   }
-  if (c.content_length <= http::kMaxBodyBytes) {
+  // Only a result for the current invocation and an init error need their body; other bodies are
+  // swallowed unbuffered, so a runtime cannot make init hold 64 connections' worth of them.
+  const bool post = c.method == "POST";
+  const bool needs_body =
+      post && (c.route == http::Route::kInitError ||
+               ((c.route == http::Route::kResponse || c.route == http::Route::kError) &&
+                IsCurrentInvocation(c.id)));
+  if (c.content_length <= http::kMaxBodyBytes && (needs_body || c.content_length == 0)) {
     c.state = Conn::kBody;
     c.in.Tail(c.head_bytes + c.content_length);  // one allocation for the whole request
+    return true;
+  }
+  if (c.content_length <= http::kMaxBodyBytes) {
+    c.reject_status = 0;  // answered as usual (with an empty body) once the body is gone
+    c.in.Consume(c.head_bytes);
+    c.head_bytes = 0;
+    c.discard_left = c.content_length;
+    c.state = Conn::kDiscard;
     return true;
   }
   // Too large: do not buffer it. Report now, swallow the body, then answer 413 on a connection that
@@ -948,8 +980,8 @@ bool Init::StartRequest(Conn& c, const http::RequestHead& head) {
   AppendU64(&doc, c.content_length);
   doc.append(" bytes) exceeded maximum allowed payload size (6291556 bytes).\","
              "\"errorType\":\"Function.ResponseSizeTooLarge\"}");
-  if ((c.route == http::Route::kResponse || c.route == http::Route::kError) &&
-      c.method == "POST" && IsCurrentInvocation(c.id)) {
+  if ((c.route == http::Route::kResponse || c.route == http::Route::kError) && post &&
+      IsCurrentInvocation(c.id)) {
     FinishInvocation(FrameType::kError, "Function.ResponseSizeTooLarge", doc);
   }
   c.reject_status = 413;
@@ -1044,6 +1076,7 @@ void Init::Deliver(Conn& c) {
     inv_start_ns_ = NowNs();
     start_pending_ = true;  // sent with the next frame to the worker (see protocol.h)
   }
+  if (c.half_closed) c.state = Conn::kClosing;
   SendConn(c, iov, f.field(6).empty() ? 1 : 2);
 }
 
@@ -1124,7 +1157,7 @@ void Init::SendConn(Conn& c, const iovec* iov, int n) {
   }
   if (!c.want_out) {
     c.want_out = true;
-    Modify(c.fd, ConnTag(c), EPOLLIN | EPOLLOUT);
+    Modify(c.fd, ConnTag(c), c.half_closed ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN | EPOLLOUT});
   }
 }
 
@@ -1146,7 +1179,7 @@ void Init::FlushConn(Conn& c) {
   }
   if (c.want_out) {
     c.want_out = false;
-    Modify(c.fd, ConnTag(c), EPOLLIN);
+    Modify(c.fd, ConnTag(c), c.half_closed ? 0u : uint32_t{EPOLLIN});
   }
 }
 

@@ -85,8 +85,10 @@ def post(path, body, headers={}):
 
 class InitProcess {
  public:
+  // wrapper: a command that runs kindling-init (e.g. unshare, to make it PID 1).
   explicit InitProcess(std::vector<std::string> runtime,
-                       std::vector<std::pair<std::string, std::string>> env = {}) {
+                       std::vector<std::pair<std::string, std::string>> env = {},
+                       std::vector<std::string> wrapper = {}) {
     port = FreePort();
     int sv[2];
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -96,12 +98,13 @@ class InitProcess {
       unsetenv("AWS_LAMBDA_RUNTIME_API");
       for (auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
       std::string listen = "127.0.0.1:" + std::to_string(port);
-      std::vector<char*> argv = {const_cast<char*>(KINDLING_INIT_PATH),
-                                 const_cast<char*>("--listen"), listen.data(),
-                                 const_cast<char*>("--")};
+      std::vector<char*> argv;
+      for (auto& a : wrapper) argv.push_back(a.data());
+      for (const char* a : {KINDLING_INIT_PATH, "--listen", listen.c_str(), "--"})
+        argv.push_back(const_cast<char*>(a));
       for (auto& a : runtime) argv.push_back(a.data());
       argv.push_back(nullptr);
-      execv(KINDLING_INIT_PATH, argv.data());
+      execv(argv[0], argv.data());
       _exit(127);
     }
     close(sv[1]);
@@ -848,6 +851,51 @@ TEST(InitTest, ReapsOrphans) {
   }
 }
 
+bool CanUnshare() {
+  return system("unshare -Upf --map-root-user --mount-proc true >/dev/null 2>&1") == 0;
+}
+
+// In a pid namespace, as PID 1 (what a jail does), with a fresh /proc.
+TEST(InitTest, RunsAsPid1OfAPidNamespace) {
+  if (!CanUnshare()) GTEST_SKIP() << "user + pid namespaces unavailable";
+  std::string rt = PythonRuntime("pid1", R"PY(
+while True:
+    r, body = next_event()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    if body == b"exit":
+        os.system("sleep 0.05 &")  # an orphan for PID 1 to reap
+        sys.exit(6)
+    post("/invocation/%s/response" % rid, "pid=%d ppid=%d" % (os.getpid(), os.getppid()))
+)PY");
+  InitProcess init({"python3", rt}, {},
+                   {"/usr/bin/unshare", "-Upf", "--map-root-user", "--mount-proc"});
+  init.WaitReady();
+  init.Invoke("n1", "{}");
+  Frame f = init.WaitFor(FrameType::kResponse);
+  EXPECT_EQ(f.field(1), "pid=2 ppid=1");
+  EXPECT_NE(init.logs.find("Max Memory Used: "), std::string::npos);
+  EXPECT_EQ(init.logs.find("Max Memory Used: 0 MB"), std::string::npos) << init.logs;
+  init.Invoke("n2", "exit");
+  f = init.WaitFor(FrameType::kExited);
+  EXPECT_EQ(WEXITSTATUS(std::stoi(f.field(0))), 6);
+  EXPECT_EQ(init.WaitExit(), 0);  // unshare reports kindling-init's exit status
+}
+
+TEST(InitTest, Pid1ReceivesSigtermFromOutside) {
+  if (!CanUnshare()) GTEST_SKIP() << "user + pid namespaces unavailable";
+  InitProcess init({"/bin/sh", "-c", "exec sleep 1000"}, {},
+                   {"/usr/bin/unshare", "-Upf", "--map-root-user", "--mount-proc"});
+  std::vector<pid_t> kids;  // unshare's child is kindling-init
+  for (int i = 0; i < 500 && kids.empty(); ++i) {
+    usleep(2000);
+    kids = init.Children();
+  }
+  ASSERT_EQ(kids.size(), 1u);
+  usleep(100000);
+  kill(kids[0], SIGTERM);
+  EXPECT_EQ(init.WaitExit(), 0);
+}
+
 long RssKb(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -878,12 +926,12 @@ TEST(InitTest, OutputFloodIsForwardedWithBoundedMemory) {
   EXPECT_EQ(got, kBytes);
 }
 
-// Worker-side round trip: kInvoke written -> runtime -> kResponse read, with a native no-op
-// runtime. Iterations from KINDLING_INIT_BENCH_ITERS (default 2000).
-TEST(InitBench, WarmRoundTrip) {
+// Worker-side round trip: kInvoke written -> runtime -> kResponse read. Iterations from
+// KINDLING_INIT_BENCH_ITERS (default 2000).
+void MeasureRoundTrip(const char* label, std::vector<std::string> runtime) {
   int iters = 2000;
   if (const char* e = getenv("KINDLING_INIT_BENCH_ITERS")) iters = atoi(e);
-  InitProcess init({INIT_TEST_RUNTIME_PATH});
+  InitProcess init(std::move(runtime));
   init.WaitReady();
   std::vector<double> us;
   us.reserve(iters);
@@ -903,11 +951,42 @@ TEST(InitBench, WarmRoundTrip) {
     } while (f.type == FrameType::kLog);
     auto t1 = std::chrono::steady_clock::now();
     ASSERT_EQ(f.type, FrameType::kResponse);
+    ASSERT_EQ(f.field(0), id);
     if (i >= 100) us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
   std::sort(us.begin(), us.end());
-  printf("kindling-init warm round trip over %d invokes: p50 %.1f us, p90 %.1f us, p99 %.1f us\n",
-         iters, us[us.size() / 2], us[us.size() * 9 / 10], us[us.size() * 99 / 100]);
+  printf("kindling-init warm round trip, %s runtime, %d invokes: p50 %.1f us, p90 %.1f us, "
+         "p99 %.1f us\n",
+         label, iters, us[us.size() / 2], us[us.size() * 9 / 10], us[us.size() * 99 / 100]);
+}
+
+TEST(InitBench, WarmRoundTripNative) { MeasureRoundTrip("native", {INIT_TEST_RUNTIME_PATH}); }
+
+TEST(InitBench, WarmRoundTripPython) {
+  std::string rt = PythonRuntime("noop", R"PY(
+while True:
+    r, body = next_event()
+    post("/invocation/%s/response" % r.getheader("Lambda-Runtime-Aws-Request-Id"), body)
+)PY");
+  MeasureRoundTrip("python3 http.client", {"python3", rt});
+}
+
+// Cold start: kindling-init exec'd -> native runtime started -> its first /next (kReady).
+TEST(InitBench, ColdStartToReadyNative) {
+  std::vector<double> total_us, init_us;
+  for (int i = 0; i < 100; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    InitProcess init({INIT_TEST_RUNTIME_PATH});
+    Frame f = init.WaitFor(FrameType::kReady);
+    auto t1 = std::chrono::steady_clock::now();
+    total_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    init_us.push_back(std::stod(f.field(0)));
+  }
+  std::sort(total_us.begin(), total_us.end());
+  std::sort(init_us.begin(), init_us.end());
+  printf("cold start to kReady (fork+exec kindling-init, spawn runtime, first /next): p50 %.0f us; "
+         "reported init duration p50 %.0f us\n",
+         total_us[50], init_us[50]);
 }
 
 }  // namespace
