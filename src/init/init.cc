@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -354,6 +355,9 @@ void Init::Spawn() {
   // one read drains both.
   posix_spawn_file_actions_adddup2(&fa, p[1], 1);
   posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+  // Lambda runtimes read nothing from stdin; do not hand them whatever init was given.
+  if (access("/dev/null", R_OK) == 0)
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (access("/var/task", X_OK) == 0) posix_spawn_file_actions_addchdir_np(&fa, "/var/task");
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
@@ -400,6 +404,8 @@ int Init::Run() {
   memory_mb_ = m && *m ? m : "128";
 
   ctl_fd_ = opts_.control_fd;
+  // Nothing the worker may have left open reaches the untrusted runtime.
+  close_range(ctl_fd_ + 1, ~0u, CLOSE_RANGE_CLOEXEC);
   if (fcntl(ctl_fd_, F_SETFD, FD_CLOEXEC) != 0) {  // never leak the control socket to the runtime
     perror("kindling-init: control socket");
     return 2;

@@ -480,6 +480,26 @@ TEST(InitTest, RuntimeExitWithoutNext) {
   EXPECT_EQ(init.WaitExit(), 0);
 }
 
+TEST(InitTest, RuntimeGetsNoInheritedFdsAndDevNullStdin) {
+  // A stray descriptor from the "worker", not close-on-exec, besides the control socket.
+  int stray = open("/dev/null", O_RDONLY);
+  ASSERT_GE(stray, 0);
+  int fd5 = dup2(stray, 5);
+  close(stray);
+  InitProcess init({"python3", "-c",
+                    "import os\n"
+                    "for fd in range(64):\n"
+                    "    p = '/proc/self/fd/%d' % fd\n"
+                    "    if os.path.lexists(p): print(fd, os.readlink(p))\n"});
+  close(fd5);
+  init.WaitFor(FrameType::kExited);
+  EXPECT_NE(init.logs.find("0 /dev/null\n"), std::string::npos) << init.logs;
+  EXPECT_NE(init.logs.find("1 pipe:"), std::string::npos) << init.logs;
+  EXPECT_NE(init.logs.find("2 pipe:"), std::string::npos) << init.logs;
+  EXPECT_EQ(init.logs.find("\n3 "), std::string::npos) << init.logs;
+  EXPECT_EQ(init.logs.find("\n5 "), std::string::npos) << init.logs;
+}
+
 TEST(InitTest, RuntimeKilledBySignal) {
   InitProcess init({"/bin/sh", "-c", "kill -9 $$"});
   Frame f = init.WaitFor(FrameType::kExited);
