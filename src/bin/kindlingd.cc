@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -87,11 +88,15 @@ int main(int argc, char** argv) {
   if (memory_capacity_mb == 0)
     memory_capacity_mb = 2 * (uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) >> 20);
 
-  Status s = MakeDirs(data_dir, 0700);
+  Status s = MakeDirs(data_dir, 0711);
   if (!s.ok()) return Fail(s.message());
   char real[PATH_MAX];
   if (!realpath(data_dir.c_str(), real)) return Fail("cannot resolve " + data_dir);
   data_dir = real;
+  // Sandboxes mount code packages as their own unprivileged host uid: the data directory must be
+  // searchable (not listable) by others. Metadata and logs stay private (0700 / 0640 inside).
+  chmod(data_dir.c_str(), 0711);
+  MakeDirs(data_dir + "/code", 0711);
   signal(SIGPIPE, SIG_IGN);
 
   auto store = MetadataStore::Open(data_dir + "/metadata.db");

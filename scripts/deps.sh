@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Kindling needs to build, run and test, from Debian 12 packages. Idempotent: only
+# missing packages are installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libboost-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libssl-dev libseccomp-dev libcap-dev
+  libzip-dev libzstd-dev libspdlog-dev libfmt-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 nodejs zip unzip iproute2
+  awscli python3-boto3 python3-pytest
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  # A node installed by other means satisfies the nodejs runtime.
+  [[ $p == nodejs ]] && [[ -x /usr/bin/node ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
