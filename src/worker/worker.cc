@@ -25,8 +25,9 @@ std::vector<std::string> Worker::Environment(const FunctionConfig& fn, const std
     if (c == '-') c = '/';
   std::vector<std::string> env;
   for (const auto& [k, v] : fn.environment) env.push_back(k + "=" + v);
-  // Lambda's reserved variables come last: user values for them are refused at the API.
-  std::vector<std::pair<std::string, std::string>> reserved = {
+  // The runtime's variables. The API refuses user values for the reserved ones; the others
+  // (TZ, LANG, PATH, LD_LIBRARY_PATH, HOME) yield to the function's configuration.
+  std::vector<std::pair<std::string, std::string>> defaults = {
       {"_HANDLER", fn.handler},
       {"LAMBDA_TASK_ROOT", "/var/task"},
       {"LAMBDA_RUNTIME_DIR", "/var/runtime"},
@@ -46,7 +47,8 @@ std::vector<std::string> Worker::Environment(const FunctionConfig& fn, const std
       {"LD_LIBRARY_PATH", "/var/task:/var/task/lib:/opt/lib"},
       {"HOME", "/tmp"},
   };
-  for (const auto& [k, v] : reserved) env.push_back(k + "=" + v);
+  for (const auto& [k, v] : defaults)
+    if (!fn.environment.count(k)) env.push_back(k + "=" + v);
   return env;
 }
 
