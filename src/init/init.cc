@@ -45,6 +45,11 @@ constexpr size_t kCtlHighWater = 1 << 20;         // stop reading runtime output
 constexpr size_t kKeepBuffer = 256 * 1024;        // idle buffers above this are freed
 constexpr size_t kInlineField = 256;              // smaller frame fields are copied, not gathered
 constexpr int kExitFlushMs = 5000;                // bound on flushing the last frames at exit
+// Runtime output is forwarded in frames of up to kLogFlushBytes, at most kLogFlushNs after it was
+// read, or with the invocation's result, whichever comes first: a runtime that writes in many small
+// pieces (unbuffered print) does not wake the worker once per piece.
+constexpr size_t kLogFlushBytes = 64 * 1024;
+constexpr uint64_t kLogFlushNs = 5 * 1000 * 1000;
 
 // epoll tags: fixed fds, then connections as (generation << 32 | slot).
 constexpr uint64_t kTagCtl = 1, kTagListen = 2, kTagSignal = 3, kTagPipe = 4;
@@ -181,7 +186,7 @@ struct Conn {
 
 class Init {
  public:
-  explicit Init(const Options& opts) : opts_(opts), logbuf_(new char[kReadChunk]) {}
+  explicit Init(const Options& opts) : opts_(opts) {}
   int Run();
 
  private:
@@ -205,11 +210,15 @@ class Init {
   void OnSignal();
   void OnRuntimeExited(int status, const rusage& ru);
   void KillRuntime();
-  // Reads the runtime's output once into logbuf_ and adds it (after a pending START) to batch_.
-  // Returns the bytes read (0 on EAGAIN/EOF).
-  size_t ReadOutputInto();
+  // Reads the runtime's output once into log_. Returns the bytes read (0 on EAGAIN/EOF).
+  size_t ReadOutput();
   void OnPipeReadable();
-  void DrainOutputForResult();
+  // Reads what the pipe holds now (bounded), sending full chunks; the rest stays in log_.
+  void DrainOutput();
+  // Adds a pending START and the buffered output to batch_; the caller sends the batch, then
+  // clears log_.
+  void AddLog();
+  void FlushLog();
   void AddStartIfPending();
   uint64_t ReadMaxRssKb();
   void AddEndReport(uint64_t max_rss_kb);
@@ -253,7 +262,8 @@ class Init {
   Buffer ctl_out_;
   bool ctl_want_out_ = false;
   FrameBatch batch_;
-  std::unique_ptr<char[]> logbuf_;
+  Buffer log_;                 // runtime output not yet sent to the worker
+  uint64_t log_deadline_ns_ = 0;  // when log_ must go out at the latest
   std::string text_;  // scratch for log lines and response heads
 
   std::array<Conn, kMaxConnections> conns_;
@@ -428,7 +438,16 @@ int Init::Run() {
 
   epoll_event evs[64];
   for (;;) {
-    int n = epoll_wait(epfd_, evs, 64, -1);
+    int timeout = -1;
+    if (!log_.empty()) {
+      uint64_t now = NowNs();
+      if (now >= log_deadline_ns_) {
+        FlushLog();
+      } else {
+        timeout = static_cast<int>((log_deadline_ns_ - now + 999999) / 1000000);
+      }
+    }
+    int n = epoll_wait(epfd_, evs, 64, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       perror("kindling-init: epoll_wait");
@@ -641,27 +660,24 @@ void Init::OnRuntimeExited(int status, const rusage& ru) {
     }
   }
   // Then the rest of its output (bounded: other processes may still hold the pipe open).
-  for (int i = 0; i < 16 && pipe_fd_ >= 0; ++i) {
-    size_t n = ReadOutputInto();
-    SendBatch();
-    if (n < kReadChunk) break;
-  }
+  DrainOutput();
+  AddLog();
   if (inv_present_ && inv_delivered_) {  // died during an invocation: close its log
-    AddStartIfPending();
     AddEndReport(static_cast<uint64_t>(ru.ru_maxrss));
   }
   std::string st = std::to_string(status);
   batch_.Add(FrameType::kExited, {st});
   SendBatch();
+  log_.Clear();
   FlushCtlBlocking(kExitFlushMs);
   Exit(0);
 }
 
-size_t Init::ReadOutputInto() {
+size_t Init::ReadOutput() {
   if (pipe_fd_ < 0) return 0;
   ssize_t n;
   do {
-    n = read(pipe_fd_, logbuf_.get(), kReadChunk);
+    n = read(pipe_fd_, log_.Tail(kReadChunk), kReadChunk);
   } while (n < 0 && errno == EINTR);
   if (n == 0 || (n < 0 && errno != EAGAIN)) {  // every writer closed it
     epoll_ctl(epfd_, EPOLL_CTL_DEL, pipe_fd_, nullptr);
@@ -670,24 +686,38 @@ size_t Init::ReadOutputInto() {
     return 0;
   }
   if (n < 0) return 0;
-  AddStartIfPending();
-  batch_.Add(FrameType::kLog, {std::string_view(logbuf_.get(), n)});
+  if (log_.empty()) log_deadline_ns_ = NowNs() + kLogFlushNs;
+  log_.Commit(n);
   return static_cast<size_t>(n);
 }
 
 void Init::OnPipeReadable() {
-  ReadOutputInto();
-  SendBatch();
+  ReadOutput();
+  if (log_.size() >= kLogFlushBytes) FlushLog();
 }
 
-void Init::DrainOutputForResult() {
-  // The runtime wrote its output before it posted the result: read what the pipe holds now. A
-  // short read proves it empty; a full one is sent and the pipe read again (bounded).
-  for (int i = 0; i < 16; ++i) {  // 1 MiB: the largest pipe an unprivileged runtime can ask for
-    size_t n = ReadOutputInto();
-    if (n < kReadChunk) return;  // leave it in batch_, to go out with the result
-    SendBatch();
+void Init::DrainOutput() {
+  // The runtime wrote its output before it posted its result or exited: read what the pipe holds
+  // now. A short read proves it empty. Bounded to 1 MiB, the largest pipe an unprivileged process
+  // can ask for (other processes may keep writing).
+  for (int i = 0; i < 16; ++i) {
+    size_t n = ReadOutput();
+    if (log_.size() >= kLogFlushBytes) FlushLog();
+    if (n < kReadChunk) return;
   }
+}
+
+void Init::AddLog() {
+  AddStartIfPending();
+  if (!log_.empty()) batch_.Add(FrameType::kLog, {log_.view()});
+}
+
+void Init::FlushLog() {
+  if (log_.empty()) return;
+  AddLog();
+  SendBatch();
+  log_.Clear();
+  log_.ShrinkIfEmpty(kKeepBuffer);
 }
 
 void Init::AddStartIfPending() {
@@ -750,8 +780,8 @@ void Init::AddEndReport(uint64_t max_rss_kb) {
 // The runtime posted the result of the current invocation: its output, then END and REPORT, then
 // the result, in one write to the worker.
 void Init::FinishInvocation(FrameType type, std::string_view error_type, std::string_view payload) {
-  DrainOutputForResult();  // puts START first if there was output
-  AddStartIfPending();
+  DrainOutput();
+  AddLog();
   AddEndReport(ReadMaxRssKb());
   if (type == FrameType::kResponse) {
     batch_.Add(type, {inv_.field(0), payload});
@@ -759,6 +789,7 @@ void Init::FinishInvocation(FrameType type, std::string_view error_type, std::st
     batch_.Add(type, {inv_.field(0), error_type, payload});
   }
   SendBatch();
+  log_.Clear();
   last_id_.assign(inv_.field(0));
   inv_present_ = false;
   inv_delivered_ = false;
@@ -1040,6 +1071,7 @@ void Init::HandleNext(Conn& c) {
     ready_sent_ = true;
     init_ns_ = NowNs() - spawn_ns_;
     std::string us = std::to_string(init_ns_ / 1000);
+    FlushLog();  // the init phase's output comes first
     batch_.Add(FrameType::kReady, {us});
     SendBatch();
   }
@@ -1078,6 +1110,7 @@ void Init::Deliver(Conn& c) {
   iovec iov[2] = {{h.data(), h.size()},
                   {const_cast<char*>(f.field(6).data()), f.field(6).size()}};
   if (!inv_delivered_) {
+    FlushLog();  // output read before this event must not follow its START
     inv_delivered_ = true;
     inv_start_ns_ = NowNs();
     start_pending_ = true;  // sent with the next frame to the worker (see protocol.h)
@@ -1115,9 +1148,11 @@ void Init::HandleInitError(Conn& c, std::string_view body) {
   std::string_view type = c.error_type;
   if (type.empty()) type = http::ExtractErrorType(body);
   if (type.empty()) type = "Unhandled";
-  DrainOutputForResult();
+  DrainOutput();
+  AddLog();
   batch_.Add(FrameType::kInitError, {type, body});
   SendBatch();
+  log_.Clear();
   Reply(c, 202, "Accepted", "{\"status\":\"OK\"}", !c.keep_alive);
 }
 

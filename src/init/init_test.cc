@@ -414,6 +414,42 @@ while True:
   }
 }
 
+TEST(InitTest, OutputIsCoalescedButPrompt) {
+  std::string rt = PythonRuntime("chatty", R"PY(
+import time
+while True:
+    r, body = next_event()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    for i in range(200):
+        os.write(1, b"piece %d\n" % i)  # unbuffered, one write each
+    if body == b"hang":
+        time.sleep(1000)
+    post("/invocation/%s/response" % rid, "ok")
+)PY");
+  InitProcess init({"python3", rt});
+  init.WaitReady();
+  init.Invoke("c1", "{}");
+  int log_frames = 0;
+  Frame f;
+  while (init.Recv(&f) && f.type == FrameType::kLog) {
+    ++log_frames;
+    init.logs += f.field(0);
+  }
+  EXPECT_EQ(f.type, FrameType::kResponse);
+  EXPECT_NE(init.logs.find("piece 0\npiece 1\n"), std::string::npos);
+  EXPECT_NE(init.logs.find("piece 199\nEND RequestId: c1"), std::string::npos);
+  EXPECT_LE(log_frames, 10) << "200 writes should not become 200 frames";
+  // Output of an invocation that does not finish still reaches the worker, promptly.
+  init.logs.clear();
+  init.Invoke("c2", "hang");
+  int64_t t0 = NowMs();
+  while (init.logs.find("piece 199\n") == std::string::npos && NowMs() - t0 < 2000)
+    init.WaitFor(FrameType::kLog, 2000);
+  EXPECT_NE(init.logs.find("START RequestId: c2"), std::string::npos);
+  EXPECT_NE(init.logs.find("piece 199\n"), std::string::npos);
+  EXPECT_LT(NowMs() - t0, 1000);
+}
+
 TEST(InitTest, ErrorPaths) {
   std::string rt = PythonRuntime("errors", R"PY(
 while True:
