@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -989,6 +990,18 @@ void MeasureRoundTrip(const char* label, std::vector<std::string> runtime) {
   if (const char* e = getenv("KINDLING_INIT_BENCH_ITERS")) iters = atoi(e);
   InitProcess init(std::move(runtime));
   init.WaitReady();
+  // KINDLING_INIT_BENCH_PIN=split: this process (the worker) on CPU 0, kindling-init and the
+  // runtime on CPU 1; =same: all three on CPU 0. Unset: the scheduler decides.
+  if (const char* pin = getenv("KINDLING_INIT_BENCH_PIN")) {
+    cpu_set_t zero, one;
+    CPU_ZERO(&zero);
+    CPU_SET(0, &zero);
+    CPU_ZERO(&one);
+    CPU_SET(std::string(pin) == "split" ? 1 : 0, &one);
+    sched_setaffinity(0, sizeof zero, &zero);
+    sched_setaffinity(init.pid, sizeof one, &one);
+    for (pid_t c : init.Children()) sched_setaffinity(c, sizeof one, &one);
+  }
   std::vector<double> us;
   us.reserve(iters);
   std::string invoke;
