@@ -16,11 +16,14 @@
 //                                                 runtime asks /next)
 //   init -> worker   kLog* (START line, runtime stdout/stderr, END and REPORT lines)
 //   init -> worker   kResponse | kError          (or kInitError / kExited if the runtime fails)
-// The START line is not written on its own: it travels with the next frame init sends (the first
-// runtime output, or END/REPORT and the result), which saves one wakeup of the worker per warm
-// invoke. A worker that gives up on an invocation (timeout) may therefore not have seen START.
+// Runtime output goes out in kLog frames of up to 64 KiB, at most ~5 ms after init read it, or
+// sooner together with the next result / kReady / kInitError / kExited. The START line is not
+// written on its own either: it travels with the next frame init sends (runtime output, or
+// END/REPORT and the result), so a warm invoke costs the worker one wakeup, not two or more. A
+// worker that gives up on an invocation (timeout) may therefore not have seen START.
 // If the runtime exits during an invocation, init sends END and REPORT for it, then kExited.
-// init exits after kExited, on EOF of the control socket, and (non-zero) on a malformed frame.
+// init exits after kExited, on EOF of the control socket, and (non-zero) on a malformed frame, a
+// frame type it does not accept, or a second kInvoke while one is outstanding.
 // kindling-init keeps no state that exists only in its memory beyond the current invocation, so a
 // restored sandbox can re-create its Runtime API connection: a /next asked while an invocation is
 // delivered but unanswered gets that same invocation again.
