@@ -57,9 +57,11 @@ def free_port():
 
 
 def make_private_tmpdir(prefix):
-    """mkdtemp, with the chain of parents searchable by others: sandboxes mount code packages as
-    their own unprivileged host uid."""
-    d = tempfile.mkdtemp(prefix=prefix)
+    """mkdtemp (under /var/tmp: on the dev fleet /tmp can be remounted under a running test), with
+    the chain of parents searchable by others: sandboxes mount code packages as their own
+    unprivileged host uid."""
+    base = os.environ.get("KINDLING_E2E_TMP", "/var/tmp" if os.path.isdir("/var/tmp") else None)
+    d = tempfile.mkdtemp(prefix=prefix, dir=base)
     p = d
     while p not in ("/", ""):
         mode = stat.S_IMODE(os.stat(p).st_mode)
