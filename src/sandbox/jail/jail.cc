@@ -2,6 +2,7 @@
 #include "sandbox/jail/jail.h"
 
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -101,7 +103,23 @@ struct ChildArgs {
   int ctl_fd;   // sandbox end of the control socket -> fd 3
   bool new_net;
   int last_cap;
+  int trace_fd;  // -1, or a pipe for {step, CLOCK_MONOTONIC ns} records (KINDLING_JAIL_TRACE)
 };
+
+struct TraceRecord {
+  int32_t step;
+  int64_t ns;
+};
+
+// Async-signal-safe: records that `step` is done (only when tracing).
+inline void Mark(const ChildArgs& a, int32_t step) {
+  if (a.trace_fd < 0) return;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  TraceRecord r{step, int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec};
+  ssize_t unused = write(a.trace_fd, &r, sizeof r);
+  (void)unused;
+}
 
 [[noreturn]] void ChildFail(int err_fd, int32_t step, int err, int32_t op = -1) {
   ChildError e{step, err, op};
@@ -164,6 +182,7 @@ int LoopbackUp() {
   } while (r < 0 && errno == EINTR);
   if (r != 1) _exit(126);  // the parent gave up on us
   close(a.sync_fd);
+  Mark(a, kStepWaitParent);
 
   // Until these three calls we are host uid 0 with root's groups: host root files are ours.
   // Raw system calls: glibc's set*id wrappers broadcast to threads this child does not have.
@@ -176,15 +195,18 @@ int LoopbackUp() {
 
   // Now that the parent placed us, make our cgroups the root of what /proc/self/cgroup shows.
   if (unshare(CLONE_NEWCGROUP) != 0) ChildFail(err_fd, kStepCgroupNs, errno);
+  Mark(a, kStepCgroupNs);
 
   int op = -1;
   if (int e = ExecuteMountPlan(*a.plan, &op)) ChildFail(err_fd, kStepMounts, e, op);
+  Mark(a, kStepMounts);
 
   if (sethostname("localhost", 9) != 0) ChildFail(err_fd, kStepHostname, errno);
   if (a.new_net) {
     if (int e = LoopbackUp()) ChildFail(err_fd, kStepLoopback, e);
   }
   if (chdir("/var/task") != 0) ChildFail(err_fd, kStepChdir, errno);
+  Mark(a, kStepLoopback);
 
   // fds: 0-2 /dev/null, 3 the control socket; everything else closes at execve.
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -201,6 +223,7 @@ int LoopbackUp() {
   if (int e = DropAllCapabilities(a.last_cap)) ChildFail(err_fd, kStepDropCaps, e);
   if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &a.seccomp) != 0)
     ChildFail(err_fd, kStepSeccomp, errno);
+  Mark(a, kStepSeccomp);
 
   execve(a.argv[0], const_cast<char* const*>(a.argv), const_cast<char* const*>(a.envp));
   ChildFail(err_fd, kStepExec, errno);
@@ -233,6 +256,7 @@ struct JailHost {
   SeccompProgram seccomp;
   std::string root_dir;  // state_dir/root: the mount point of every sandbox's tmpfs root
   int last_cap = 40;
+  std::string favor_dynmods;  // what EnableFavorDynmods did
   std::atomic<bool> clone_into_cgroup{true};  // cleared if this kernel refuses CLONE_INTO_CGROUP
 
   std::mutex mu;
@@ -257,6 +281,31 @@ struct JailHost {
     if (s < slots.size()) slots[s] = false;
   }
 };
+
+// Sets "favordynmods" on the cgroup2 superblock mounted at v2_root (see JailOptions). Uses the new
+// mount API (fspick + fsconfig reconfigure) so the mount's own flags (nosuid, nodev, ...) are left
+// exactly as they are. Returns "on" (already), "enabled", or why not.
+std::string EnableFavorDynmods(const std::string& v2_root) {
+  if (v2_root.empty()) return "no cgroup2";
+  std::string features;
+  if (!ReadCtl("/sys/kernel/cgroup/features", &features).ok() ||
+      features.find("favordynmods") == std::string::npos)
+    return "unsupported by kernel";
+  std::string mounts;
+  ReadCtl("/proc/self/mounts", &mounts);
+  size_t at = mounts.find(" " + v2_root + " cgroup2 ");
+  if (at != std::string::npos) {
+    size_t eol = mounts.find('\n', at);
+    if (mounts.substr(at, eol - at).find("favordynmods") != std::string::npos) return "on";
+  }
+  UniqueFd fs(static_cast<int>(syscall(SYS_fspick, AT_FDCWD, v2_root.c_str(), FSPICK_CLOEXEC)));
+  if (!fs.valid()) return std::string("fspick: ") + strerror(errno);
+  if (syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) != 0)
+    return std::string("fsconfig favordynmods: ") + strerror(errno);
+  if (syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_RECONFIGURE, nullptr, nullptr, 0) != 0)
+    return std::string("fsconfig reconfigure: ") + strerror(errno);
+  return "enabled";
+}
 
 int WaitStatusFrom(const siginfo_t& si) {
   switch (si.si_code) {
@@ -345,7 +394,7 @@ class JailFactory final : public SandboxFactory {
   Status SweepLeftovers() override;
   std::string Describe() const {
     if (!host_->init.ok()) return "jail unavailable: " + host_->init.message();
-    std::string s = "cgroups: " + host_->cgroups.Describe() + "; seccomp: " +
+    std::string s = "cgroups: " + host_->cgroups.Describe() + " favordynmods=" + host_->favor_dynmods + "; seccomp: " +
                     std::to_string(host_->seccomp.filter.size()) + " BPF instructions";
     if (!host_->seccomp.skipped.empty()) {
       s += " (unknown syscalls skipped:";
@@ -378,6 +427,7 @@ Status JailFactory::Init() {
   auto layout = CgroupLayout::Probe(h.options.instance);
   if (!layout.ok()) return layout.status();
   h.cgroups = std::move(layout.value());
+  if (h.options.favor_dynmods) h.favor_dynmods = EnableFavorDynmods(h.cgroups.v2_root);
   h.root = HostRootTemplate::Probe();
   auto prog = CompileSeccompPolicy();
   if (!prog.ok()) return prog.status();
@@ -409,11 +459,21 @@ void KillAndReap(int pidfd) {
 Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   JailHost& h = *host_;
   if (!h.init.ok()) return h.init;
+  static const bool trace = getenv("KINDLING_JAIL_TRACE") != nullptr;
+  int64_t t_last = trace ? NowNs() : 0;
+  std::string trace_line;
+#define TRACE(name)                                                              \
+  if (trace) {                                                                   \
+    int64_t t = NowNs();                                                         \
+    trace_line += std::string(" ") + name + "=" + std::to_string((t - t_last) / 1000); \
+    t_last = t;                                                                  \
+  }
   if (!ValidId(spec.id)) return Status::Error("bad sandbox id '" + spec.id + "' (want [a-z0-9-]{1,48})");
   if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
     return Status::Error("sandbox argv[0] must be an absolute path");
 
   auto plan = BuildMountPlan(h.root, spec, h.root_dir);
+  TRACE("plan");
   if (!plan.ok()) return plan.status();
 
   auto slot = h.AcquireSlot();
@@ -432,6 +492,7 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   auto cg = SandboxCgroups::Create(h.cgroups, h.options.instance, spec.id, limits);
   if (!cg.ok()) return cg.status();
   std::unique_ptr<SandboxCgroups> cgroups = std::move(cg.value());
+  TRACE("cgroups");
   auto fail = [&](Status s) -> Result<std::unique_ptr<Sandbox>> {
     cgroups->Remove();
     return s;
@@ -446,6 +507,12 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   UniqueFd sync_read(p[0]), sync_write(p[1]);
   if (pipe2(p, O_CLOEXEC) != 0) return fail(Status::Errno("pipe2"));
   UniqueFd err_read(p[0]), err_write(p[1]);
+  UniqueFd trace_read, trace_write;
+  if (trace && pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
+    trace_read.reset(p[0]);
+    trace_write.reset(p[1]);
+  }
+  TRACE("fds");
 
   std::vector<const char*> argv, envp;
   for (const auto& s : spec.argv) argv.push_back(s.c_str());
@@ -464,6 +531,7 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   args.ctl_fd = ctl_child.get();
   args.new_net = !spec.network;
   args.last_cap = h.last_cap;
+  args.trace_fd = trace_write.get();
 
   int pidfd = -1;
   struct clone_args ca;
@@ -496,9 +564,11 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return fail(Status::Errno("clone3", clone_errno));
   UniqueFd pidfd_owner(pidfd);
+  TRACE("clone");
   sync_read.reset();
   err_write.reset();
   ctl_child.reset();
+  trace_write.reset();
 
   auto abort_child = [&](Status s) -> Result<std::unique_ptr<Sandbox>> {
     KillAndReap(pidfd_owner.get());
@@ -512,8 +582,11 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   if (Status s = WriteCtl(proc + "/uid_map", map); !s.ok()) return abort_child(s);
   map = std::to_string(kSandboxGid) + " " + std::to_string(host_id) + " 1\n";
   if (Status s = WriteCtl(proc + "/gid_map", map); !s.ok()) return abort_child(s);
+  TRACE("maps");
   if (Status s = cgroups->Join(static_cast<pid_t>(pid), into); !s.ok()) return abort_child(s);
+  TRACE("join");
 
+  const int64_t t_release = trace ? NowNs() : 0;
   if (write(sync_write.get(), "g", 1) != 1) return abort_child(Status::Errno("release child"));
   sync_write.reset();
 
@@ -531,6 +604,7 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
     if (ce.step == kStepExec) what += " " + spec.argv[0];
     return abort_child(got == sizeof ce ? Status::Errno(what, ce.err) : Status::Error(what + ": short report"));
   }
+  TRACE("exec");
   // EOF without a report: either execve succeeded or the child died before reporting.
   siginfo_t si;
   memset(&si, 0, sizeof si);
@@ -542,6 +616,17 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   }
 
   slot_guard.armed = false;
+  if (trace) {
+    TraceRecord tr;
+    std::string child;
+    int64_t prev = t_release;
+    while (read(trace_read.get(), &tr, sizeof tr) == static_cast<ssize_t>(sizeof tr)) {
+      child += std::string(" ") + StepName(tr.step) + "=" + std::to_string((tr.ns - prev) / 1000);
+      prev = tr.ns;
+    }
+    fprintf(stderr, "jail create %s (us):%s | child (until done):%s\n", spec.id.c_str(), trace_line.c_str(),
+            child.c_str());
+  }
   return std::unique_ptr<Sandbox>(new JailSandbox(host_, spec.id, slot.value(), static_cast<pid_t>(pid),
                                                   std::move(pidfd_owner), std::move(ctl_parent),
                                                   std::move(cgroups)));
