@@ -62,6 +62,11 @@ class SandboxCgroups {
   // O_PATH fd of the v2 dir for clone3 CLONE_INTO_CGROUP, or -1 (then Join also writes v2).
   int clone_into_fd() const { return v2_fd_; }
   // Moves pid into every hierarchy it was not cloned into (v1 cgroup.procs writes).
+  // Cost on this fleet (kernel 6.18): each write takes cgroup_threadgroup_rwsem for writing; when
+  // no writer came by for a while, that waits for an RCU grace period: 5-16 ms for the first
+  // sandbox after 300 ms idle, ~0.03 ms per write when warm. The cgroup2 "favordynmods" mount
+  // option keeps the rwsem in its slow-reader mode and removes the wait (JailOptions). The child
+  // joining by itself would not help (same lock, same wait, still before execve).
   Status Join(pid_t pid, bool cloned_into_v2);
 
   Status Freeze();

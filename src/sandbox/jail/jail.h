@@ -41,7 +41,9 @@ struct JailOptions {
   // Host dir this factory may use (the root mount point lives here); created if missing.
   // "" = /run/kindling-jail/<instance>.
   std::string state_dir;
-  // Host uids/gids handed to sandboxes: uid_base + slot, slot < uid_count.
+  // Host uids/gids handed to sandboxes: uid_base + slot, slot < uid_count. A slot is reused after
+  // its sandbox is destroyed: files a sandbox left in a writable bind belong to the next user of
+  // the slot, so writable bind sources should be per sandbox (or cleaned by the daemon).
   uint32_t uid_base = 100000;
   uint32_t uid_count = 65536;
   // Turn on the cgroup2 "favordynmods" option (kernel >= 6.0) of the cgroup2 mount this jail uses,

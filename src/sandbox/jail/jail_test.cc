@@ -283,6 +283,9 @@ class JailTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete factory_;
     factory_ = nullptr;
+    for (const char* h : {"unified", "memory", "cpu", "pids", "freezer"}) {
+      rmdir((std::string("/sys/fs/cgroup/") + h + "/kindling-jail-test").c_str());
+    }
     if (!dir_.empty()) {
       std::string cmd = "rm -rf " + dir_;
       int unused = system(cmd.c_str());
