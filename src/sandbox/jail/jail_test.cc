@@ -455,6 +455,28 @@ TEST_F(JailTest, ShellScriptRunsAsSandboxUser) {
   EXPECT_EQ(out, "id=993:993\ncode\n3\n");  // sh, ls and grep (the $(...) subshells ended)
 }
 
+TEST_F(JailTest, Python3RunsWithSslAndTimezone) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  SandboxSpec s = Spec("python", {});
+  s.argv = {"/usr/bin/python3", "-c",
+            "import os, ssl, json, socket, time, mimetypes\n"
+            "ctx = ssl.create_default_context()\n"
+            "n = len(ctx.get_ca_certs()) + ctx.cert_store_stats()['x509']\n"
+            "os.write(3, json.dumps({'certs': n > 0, 'host': socket.gethostname(),\n"
+            "  'lo': socket.gethostbyname('localhost'), 'tz': time.tzname[0],\n"
+            "  'mime': mimetypes.guess_type('a.json')[0]}).encode())\n"};
+  auto sb = Start(s);
+  ASSERT_TRUE(sb);
+  ASSERT_TRUE(WaitExit(*sb, 10000));
+  std::string out;
+  char b[512];
+  ssize_t n;
+  while ((n = read(sb->control_fd(), b, sizeof b)) > 0) out.append(b, static_cast<size_t>(n));
+  EXPECT_EQ(out, R"({"certs": true, "host": "localhost", "lo": "127.0.0.1", "tz": "UTC", "mime": "application/json"})");
+  SandboxExit ex = sb->Exit();
+  EXPECT_TRUE(WIFEXITED(ex.wait_status) && WEXITSTATUS(ex.wait_status) == 0) << ex.wait_status;
+}
+
 TEST_F(JailTest, TmpIsLimitedToTmpBytes) {
   SandboxSpec s = Spec("filltmp", {"filltmp"});
   s.tmp_bytes = 4ull << 20;
