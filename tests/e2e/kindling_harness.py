@@ -424,7 +424,9 @@ def zip_bomb(unzipped_bytes, name="zeros.bin"):
     chunk = bytes(1 << 20)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         z.writestr("app.py", PYTHON_APP)
-        with z.open(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
+        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
             left = unzipped_bytes
             while left > 0:
                 n = min(left, len(chunk))
