@@ -41,6 +41,7 @@ ROLE = "arn:aws:iam::000000000000:role/lambda"
 REGION = "us-east-1"
 CGROUP_ROOT = "/sys/fs/cgroup"
 SANDBOX_UID = 993
+CANARY = "canary-" + uuid.uuid4().hex  # in kindlingd's environment only
 
 START_TIMEOUT = 20.0  # kindlingd up and answering
 STOP_TIMEOUT = 30.0   # SIGTERM to exit, every sandbox destroyed
@@ -193,8 +194,9 @@ class Daemon:
             args += ["--idle-timeout", str(self.idle_timeout)]
         args += self.extra_args
         log = open(self.log_path, "ab")
+        env = dict(os.environ, KINDLING_E2E_CANARY=CANARY)  # must never reach a sandbox
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -611,6 +613,7 @@ PYTHON_APP = textwrap.dedent('''
             r["unshare " + name] = _try(lambda flag=flag: _syscall_errno(lambda: libc.unshare(flag)))
         r["setuid0"] = _try(lambda: os.setuid(0))
         r["chroot"] = _try(lambda: os.chroot("/tmp"))
+        r["environ"] = dict(os.environ)
         r["hostname"] = socket.gethostname()
         r["interfaces"] = sorted(n for _, n in socket.if_nameindex())
         return r

@@ -1,0 +1,179 @@
+"""Isolation, tested from inside real sandboxes: a python function probes what it can read, write,
+signal, mount and connect to, and reports; the test checks the report against what a jail must
+allow. Host-side checks look at the same sandboxes from outside (uids, cgroups, listeners)."""
+
+import errno
+import json
+import os
+import re
+import socket
+import subprocess
+import uuid
+
+import pytest
+
+import kindling_harness as h
+from kindling_harness import create_fn, invoke
+
+DENIED = ("errno:EROFS", "errno:EACCES", "errno:EPERM", "errno:ENOENT")
+
+
+def host_addresses():
+    """Non-loopback IPv4/IPv6 addresses of this host (none if `ip` is missing)."""
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    addrs = []
+    for m in re.finditer(r"\binet6? ([0-9a-f.:]+)/\d+ scope global", out):
+        addrs.append(m.group(1))
+    return addrs
+
+
+@pytest.fixture(scope="module")
+def probe(client, packages):
+    name = h.unique_name("probe")
+    create_fn(client, name, packages["python"], Timeout=20)
+    return name
+
+
+@pytest.fixture(scope="module")
+def report(client, daemon, probe):
+    resp, body = invoke(client, probe, {"action": "security", "data_dir": daemon.data_dir,
+                                        "daemon_pid": daemon.pid})
+    assert "FunctionError" not in resp, body
+    return body
+
+
+def test_identity_and_privileges(report, daemon):
+    uid, euid, gid, egid, groups = report["uid"]
+    assert (uid, euid, gid, egid) == (993, 993, 993, 993) and groups == []
+    st = report["status"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(st[cap], 16) == 0, (cap, st)
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    assert not report["setuid0"]["ok"] and not report["chroot"]["ok"]
+    # Seen from the host: every sandbox process runs as an unprivileged host uid, never root.
+    for pid, _ in h.descendants(daemon.pid):
+        with open("/proc/%d/status" % pid) as f:
+            ids = {line.split(":")[0]: line.split()[1:] for line in f if line.startswith(("Uid:", "Gid:"))}
+        assert all(int(x) >= 1000 for x in ids["Uid"] + ids["Gid"]), (pid, ids)
+
+
+def test_host_files_are_out_of_reach(report):
+    assert not report["read_shadow"]["ok"], report["read_shadow"]
+    lr = report["list_root"]
+    assert (not lr["ok"]) or lr["value"] == [], lr
+    for key in ("read_data_db", "list_data_dir", "list_code_root"):
+        assert not report[key]["ok"], (key, report[key])
+
+
+def test_own_pid_namespace(report, daemon):
+    pids = report["proc_pids"]
+    assert 1 in pids and len(pids) <= 8, pids
+    assert not report["host_pid_visible"] or daemon.pid <= 8  # a small pid may exist inside
+    cmdlines = " | ".join(report["proc_cmdlines"].values())
+    assert "kindlingd" not in cmdlines and "pytest" not in cmdlines, cmdlines
+    assert "init" in report["proc_cmdlines"]["1"], report["proc_cmdlines"]
+    # PID 1's environment is the sandbox's, not the host's or the daemon's.
+    env1 = report["proc1_environ"].get("value", "")
+    assert h.CANARY not in env1 and "KINDLING_E2E_CANARY" not in env1
+
+
+def test_environment_is_the_functions_own(report):
+    env = report["environ"]
+    assert "KINDLING_E2E_CANARY" not in env and h.CANARY not in json.dumps(env)
+    assert env["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:9001" and env["LAMBDA_TASK_ROOT"] == "/var/task"
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "PYTEST_CURRENT_TEST" not in env
+
+
+def test_filesystem_is_read_only_except_tmp(report):
+    for d in ("/", "/var/task", "/usr", "/etc", "/var/runtime", "/var/rapid"):
+        r = report["write " + d]
+        assert not r["ok"] and r["error"] in DENIED, (d, r)
+    assert report["write /tmp"] == {"ok": True, "value": "written"}
+    assert not report["write /proc/sys/kernel/hostname"]["ok"]
+
+
+def test_no_mounts_or_namespaces(report):
+    for key in ("mount", "umount /var/task", "unshare CLONE_NEWUSER", "unshare CLONE_NEWNS", "unshare CLONE_NEWNET"):
+        r = report[key]
+        assert not r["ok"] and r["error"] in ("errno:EPERM", "errno:EACCES", "errno:ENOSYS", "errno:EINVAL"), (key, r)
+
+
+def test_network_is_loopback_only(client, daemon, probe, report):
+    assert report["interfaces"] == ["lo"], report["interfaces"]
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("::", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    try:
+        targets = [["127.0.0.1", daemon.port], ["127.0.0.1", port], ["::1", port]]
+        targets += [[a, port] for a in host_addresses()]
+        resp, body = invoke(client, probe, {"action": "connect", "targets": targets})
+        assert "FunctionError" not in resp, body
+        for target, result in body["results"].items():
+            assert not result["ok"], (target, result)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            conn, peer = listener.accept()
+            conn.close()
+            raise AssertionError("a sandbox connected to the host listener from %s" % (peer,))
+    finally:
+        listener.close()
+    # The function's own Runtime API (kindling-init) is reachable: that is its loopback.
+    resp, body = invoke(client, probe, {"action": "connect", "targets": [["127.0.0.1", 9001]]})
+    assert body["results"]["127.0.0.1:9001"]["ok"], body
+
+
+def test_tmp_is_private_to_each_sandbox(client, packages, daemon):
+    writer, reader = h.unique_name("tmp-writer"), h.unique_name("tmp-reader")
+    create_fn(client, writer, packages["python"])
+    create_fn(client, reader, packages["python"])
+    marker = "marker-" + uuid.uuid4().hex
+    wrote = invoke(client, writer, {"action": "tmpwrite", "name": marker})[1]
+    assert marker in wrote["tmp"]
+    # The same (warm) sandbox keeps its /tmp, as on AWS.
+    again = invoke(client, writer, {"action": "tmplist"})[1]
+    assert again["marker"] == wrote["marker"] and marker in again["tmp"]
+    # Another function's sandbox does not see it.
+    assert marker not in invoke(client, reader, {"action": "tmplist"})[1]["tmp"]
+    # Nor does a new sandbox of the same function, after the old one is retired.
+    client.update_function_configuration(FunctionName=writer, Description="retire the old sandbox")
+    fresh = invoke(client, writer, {"action": "tmplist"})[1]
+    assert fresh["marker"] != wrote["marker"] and marker not in fresh["tmp"], fresh
+    # And nothing of it leaked onto the host's /tmp.
+    assert not os.path.exists("/tmp/" + marker)
+
+
+def test_signals_cannot_reach_the_daemon_or_other_sandboxes(client, packages, daemon, probe):
+    victim = h.unique_name("victim")
+    create_fn(client, victim, packages["python"])
+    v1 = invoke(client, victim, {})[1]
+    daemon.remember_children()
+    resp, body = invoke(client, probe, {"action": "kill", "daemon_pid": daemon.pid})
+    assert "FunctionError" not in resp, body
+    kd = body["kill_daemon"]
+    assert not kd["ok"] and kd["error"] == "errno:ESRCH" or daemon.pid <= 8, body
+    assert daemon.alive(), daemon.log()
+    # The other sandbox is untouched (same runtime process, count goes on) ...
+    v2 = invoke(client, victim, {})[1]
+    assert v2["marker"] == v1["marker"] and v2["count"] == v1["count"] + 1
+    # ... and so is the prober's own kindling-init (PID 1 ignores SIGKILL from inside).
+    resp, body = invoke(client, probe, {})
+    assert "FunctionError" not in resp, body
+
+
+def test_sandbox_processes_live_in_their_cgroups(daemon, client, probe):
+    invoke(client, probe, {})
+    kids = h.descendants(daemon.pid)
+    assert kids, "no sandbox processes under kindlingd"
+    inside = set(h.processes_in_cgroups_named(daemon.instance))
+    assert {pid for pid, _ in kids} <= inside, (kids, inside)
+    for sid in daemon.sandbox_ids():
+        with open("/sys/fs/cgroup/pids/%s/%s/pids.max" % (daemon.instance, sid)) as f:
+            assert f.read().strip() == "1024"
+        with open("/sys/fs/cgroup/memory/%s/%s/memory.limit_in_bytes" % (daemon.instance, sid)) as f:
+            assert int(f.read()) == 128 << 20  # every function here has MemorySize 128
