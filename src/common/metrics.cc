@@ -52,7 +52,7 @@ std::string Metrics::RenderPrometheus() const {
     std::string name = key.substr(0, key.find('{'));
     if (name != last_name) out += "# TYPE " + name + " gauge\n";
     last_name = name;
-    snprintf(num, sizeof num, "%g", value);
+    snprintf(num, sizeof num, "%.15g", value);
     out += key + " " + num + "\n";
   }
   return out;
