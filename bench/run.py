@@ -158,6 +158,23 @@ def descendants(root):
     return out
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """utime + stime of the given processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                s = f.read()
+            fields = s[s.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / CLK_TCK
+
+
 def pss_kib(pid):
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
@@ -458,11 +475,15 @@ class Bench:
 
     # --- (b) warm invokes
 
-    def warm(self, api, names):
+    def warm(self, api, daemon, names):
         for c in (1, 8):
             for rt, name in names.items():
                 path = api.invoke_path(name)
                 hdrs = api.signed_headers("POST", path, PAYLOAD)
+                # CPU used by the daemon and by every sandbox process during the row (includes
+                # the warm-up requests: close enough at 30-100 warm-up vs thousands measured).
+                before = descendants(daemon.proc.pid)
+                cpu0 = (cpu_seconds([daemon.proc.pid]), cpu_seconds(before))
                 try:
                     r = self.loadgen(api.endpoint + path, c, "%s-c%d" % (rt, c),
                                      duration=self.args.seconds, warmup=100 if c == 1 else 30,
@@ -470,6 +491,13 @@ class Bench:
                 except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
                     self.problem("warm %s c=%d: loadgen failed: %s" % (rt, c, e))
                     continue
+                after = descendants(daemon.proc.pid)
+                n = r["requests"] + c * (100 if c == 1 else 30)
+                r["daemon_cpu_us_per_invoke"] = (cpu_seconds([daemon.proc.pid]) - cpu0[0]) / n * 1e6
+                # Processes that exited during the row are lost from the sum; none should.
+                r["sandbox_cpu_us_per_invoke"] = (cpu_seconds(after) - cpu0[1]) / n * 1e6
+                r["runtime_processes"] = sum(1 for comm in after.values()
+                                             if comm in RUNTIMES[rt][2])
                 self.results["warm"]["%s-c%d" % (rt, c)] = r
                 log("warm %s c=%d: p50 %d us p99 %d us, %.0f req/s, non2xx %d, errors %d" % (
                     rt, c, r["p50_us"], r["p99_us"], r["rps"], r["non2xx"], r["errors"]))
@@ -602,7 +630,12 @@ class Bench:
 
     def run(self):
         a = self.args
-        tmp = tempfile.mkdtemp(prefix="kindling-bench-")
+        # Sandboxes reach the data dir (code packages, jail roots) as their own unprivileged host
+        # uid, so its parents must be searchable by others (mkdtemp makes 0700 dirs). /var/tmp as
+        # in tests/e2e: /tmp may be remounted under a running test on the dev fleet.
+        base = "/var/tmp" if os.path.isdir("/var/tmp") else None
+        tmp = tempfile.mkdtemp(prefix="kindling-bench-", dir=base)
+        os.chmod(tmp, 0o711)
         daemon = None
         try:
             self.exec_baselines()
@@ -628,7 +661,7 @@ class Bench:
                     except Exception as e:  # noqa: BLE001
                         self.problem("setting up %s (%s): %s: %s" % (
                             name, RUNTIMES[rt][0], type(e).__name__, e))
-                self.warm(api, names)
+                self.warm(api, daemon, names)
                 self.bare_http("between")
                 self.cold(api, daemon.port, names, zips)
                 self.bare_http("after")
@@ -670,10 +703,13 @@ class Bench:
         w("")
         w("Closed loop, %s s per row, keep-alive, 2-byte payload `{}` echoed back. Ratio = p50 / "
           "median bare-HTTP p50 at the same concurrency (bare HTTP measured before, between and "
-          "after the invoke rows)." % self.args.seconds)
+          "after the invoke rows). Sandboxes = runtime processes of that runtime alive under "
+          "kindlingd after the row. CPU = user+system time of kindlingd and of all sandbox "
+          "processes during the row, per invoke (10 ms tick resolution)." % self.args.seconds)
         w("")
-        w("| what | c | p50 | p99 | max | req/s | p50 ratio | target | non-2xx / errors |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        w("| what | c | p50 | p99 | max | req/s | p50 ratio | target | non-2xx / errors | "
+          "sandboxes | CPU µs/invoke kindlingd + sandbox |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
         for c in (1, 8):
             rows = [(k.split("-")[0], r) for k, r in base.items() if k.endswith("-c%d" % c)]
             # The loopback baseline is bimodal on 2 vCPUs (client and server on the same vCPU or
@@ -687,11 +723,18 @@ class Bench:
                     continue
                 ratio = "%.1fx" % (r["p50_us"] / b50) if (b50 and key) else ""
                 tgt = WARM_TARGET_X.get(key) if c == 1 else None
-                w("| %s | %d | %d | %d | %d | %.0f | %s | %s | %d / %d |" % (
+                sb = cpu = ""
+                if "runtime_processes" in r:
+                    sb = str(r["runtime_processes"])
+                    cpu = "%.0f + %.0f" % (r["daemon_cpu_us_per_invoke"],
+                                           r["sandbox_cpu_us_per_invoke"])
+                w("| %s | %d | %d | %d | %d | %.0f | %s | %s | %d / %d | %s | %s |" % (
                     label, c, r["p50_us"], r["p99_us"], r["max_us"], r["rps"], ratio,
-                    "≤ %gx" % tgt if tgt else "", r["non2xx"], r["errors"] + r["warmup_errors"]))
+                    "≤ %gx" % tgt if tgt else "", r["non2xx"], r["errors"] + r["warmup_errors"],
+                    sb, cpu))
             if b50:
-                w("| **bare HTTP median p50 (ratio base)** | %d | %g | | | | 1x | | |" % (c, b50))
+                w("| **bare HTTP median p50 (ratio base)** | %d | %g | | | | 1x | | | | |"
+                  % (c, b50))
         w("")
 
         w("## Cold start")
