@@ -144,6 +144,12 @@ int main(int argc, char** argv) {
   fprintf(stderr, "kindlingd: listening on http://%s:%d (data dir %s)\n", host.c_str(), *bound, data_dir.c_str());
   io.run();
   assignment.Shutdown();
+  // Let the sessions' read loops see their closed sockets and release their sandboxes.
+  io.restart();
+  for (int i = 0; i < 100 && io.poll() > 0; ++i) {
+  }
+  s = worker.Shutdown();
+  if (!s.ok()) fprintf(stderr, "kindlingd: cleaning up: %s\n", s.message().c_str());
   fprintf(stderr, "kindlingd: stopped\n");
   return 0;
 }

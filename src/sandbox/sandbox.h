@@ -74,6 +74,9 @@ class SandboxFactory {
   // Removes what sandboxes of an earlier run of this factory left behind (after a crash):
   // processes, mounts and cgroups. Called once at startup.
   virtual Status SweepLeftovers() = 0;
+  // Kills what is left of this factory's sandboxes and removes its host state (cgroup
+  // directories). Called once at shutdown, after every Sandbox has been destroyed.
+  virtual Status RemoveAll() = 0;
 };
 
 }  // namespace kindling

@@ -43,6 +43,9 @@ class Worker {
   Result<std::shared_ptr<SandboxSession>> CreateSandbox(const FunctionConfig& fn);
 
   WorkerStats Stats();
+  // Removes the worker's host state (see SandboxFactory::RemoveAll). Call after every session
+  // has been destroyed.
+  Status Shutdown() { return factory_->RemoveAll(); }
   const WorkerOptions& options() const { return opts_; }
 
  private:

@@ -392,6 +392,7 @@ class JailFactory final : public SandboxFactory {
 
   Result<std::unique_ptr<Sandbox>> Create(const SandboxSpec& spec) override;
   Status SweepLeftovers() override;
+  Status RemoveAll() override;
   std::string Describe() const {
     if (!host_->init.ok()) return "jail unavailable: " + host_->init.message();
     std::string s = "cgroups: " + host_->cgroups.Describe() + " favordynmods=" + host_->favor_dynmods + "; seccomp: " +
@@ -444,6 +445,14 @@ Status JailFactory::SweepLeftovers() {
     Status s = SweepCgroupChildren(dir, is_v2 && host_->cgroups.v2_kill);
     if (!s.ok() && result.ok()) result = s;
   }
+  return result;
+}
+
+Status JailFactory::RemoveAll() {
+  Status result = SweepLeftovers();
+  if (!host_->init.ok()) return result;
+  for (const std::string& dir : host_->cgroups.InstanceDirs(host_->options.instance))
+    if (rmdir(dir.c_str()) != 0 && errno != ENOENT && result.ok()) result = Status::Errno("rmdir " + dir);
   return result;
 }
 
