@@ -19,6 +19,7 @@
 #include "api/http_server.h"
 #include "api/lambda_api.h"
 #include "assignment/assignment_service.h"
+#include "code/code_package.h"
 #include "common/files.h"
 #include "common/ids.h"
 #include "common/metrics.h"
@@ -102,6 +103,9 @@ int main(int argc, char** argv) {
   auto store = MetadataStore::Open(data_dir + "/metadata.db");
   if (!store.ok()) return Fail(store.status().message());
   FunctionRegistry registry(std::move(store).value());
+  // No sandbox runs yet: packages no function refers to any more can go.
+  auto in_use = registry.store().CodeDigestsInUse();
+  if (in_use.ok()) RemoveUnusedPackages(data_dir + "/code", *in_use);
 
   // One daemon per data directory: its cgroups and uids are named after it.
   JailOptions jail;

@@ -1,10 +1,12 @@
 #include "code/code_package.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -211,6 +213,27 @@ Result<CodePackage> ExtractCodePackage(const std::string& zip, const std::string
   unlink((tmp + ".zip").c_str());
   if (!s.ok()) return s;
   return pkg;
+}
+
+Status RemoveUnusedPackages(const std::string& code_root, const std::vector<std::string>& in_use) {
+  DIR* dir = opendir(code_root.c_str());
+  if (!dir) return errno == ENOENT ? Status::Ok() : Status::Errno("opendir " + code_root);
+  std::vector<std::string> doomed;
+  while (struct dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string digest = name.size() > 4 && name.compare(name.size() - 4, 4, ".zip") == 0
+                             ? name.substr(0, name.size() - 4)
+                             : name;
+    if (std::find(in_use.begin(), in_use.end(), digest) == in_use.end()) doomed.push_back(name);
+  }
+  closedir(dir);
+  Status result;
+  for (const std::string& name : doomed) {
+    Status s = RemoveTree(code_root + "/" + name);
+    if (!s.ok() && result.ok()) result = s;
+  }
+  return result;
 }
 
 bool PackageHasExecutable(const std::string& dir, const std::string& path) {

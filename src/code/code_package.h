@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -33,6 +34,10 @@ struct CodePackage {
 // archive beside it as <hex sha256>.zip. Errors are user-facing messages (InvalidZipFile-style).
 Result<CodePackage> ExtractCodePackage(const std::string& zip, const std::string& code_root,
                                        const CodeLimits& limits = {});
+
+// Removes every package under code_root whose digest is not in `in_use` (and unfinished
+// extractions). Only safe while no sandbox has a package mounted: kindlingd calls it at startup.
+Status RemoveUnusedPackages(const std::string& code_root, const std::vector<std::string>& in_use);
 
 // True when `path` names a regular executable file inside the package directory.
 bool PackageHasExecutable(const std::string& dir, const std::string& path);

@@ -109,3 +109,23 @@ TEST_F(CodePackageTest, RejectsCorruptAndBombs) {
 
 }  // namespace
 }  // namespace kindling
+
+namespace kindling {
+namespace {
+
+TEST_F(CodePackageTest, RemovesOnlyUnusedPackages) {
+  auto keep = ExtractCodePackage(MakeZip(dir_, {{"a", "keep"}}), dir_ + "/code");
+  auto drop = ExtractCodePackage(MakeZip(dir_, {{"a", "drop"}}), dir_ + "/code");
+  ASSERT_TRUE(keep.ok() && drop.ok());
+  ASSERT_TRUE(MakeDirs(dir_ + "/code/.tmp-interrupted").ok());
+  ASSERT_TRUE(RemoveUnusedPackages(dir_ + "/code", {keep->digest_hex}).ok());
+  struct stat st;
+  EXPECT_EQ(stat(keep->dir.c_str(), &st), 0);
+  EXPECT_EQ(stat((keep->dir + ".zip").c_str(), &st), 0);
+  EXPECT_NE(stat(drop->dir.c_str(), &st), 0);
+  EXPECT_NE(stat((drop->dir + ".zip").c_str(), &st), 0);
+  EXPECT_NE(stat((dir_ + "/code/.tmp-interrupted").c_str(), &st), 0);
+}
+
+}  // namespace
+}  // namespace kindling
