@@ -93,6 +93,19 @@ def proc_starttime(pid):
     return int(data[data.rindex(")") + 2:].split()[19])
 
 
+def alive(pid, starttime):
+    """True if pid is still the process that started at starttime and is not a zombie (a zombie
+    has released everything; reaping orphans is the host init's job, not kindlingd's)."""
+    if proc_starttime(pid) != starttime:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+        return data[data.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def descendants(pid):
     """(pid, starttime) of every descendant of pid, via /proc/<pid>/task/*/children."""
     out, todo = [], [pid]
@@ -266,10 +279,10 @@ class Daemon:
         problems = []
         # Sandbox processes: anything we saw under the daemon that still runs (same start time).
         for pid, st in sorted(self.seen_children.items()):
-            if proc_starttime(pid) == st:
+            if alive(pid, st):
                 problems.append("process %d still running: %r" % (pid, _cmdline(pid)))
         # Any process still in one of the daemon's cgroups.
-        stray = processes_in_cgroups_named(self.instance)
+        stray = [p for p in processes_in_cgroups_named(self.instance) if alive(p, proc_starttime(p))]
         if stray:
             problems.append("processes in %s cgroups: %s" % (self.instance, [(p, _cmdline(p)) for p in stray]))
         # Sandbox cgroups (allow a moment: rmdir of a just-emptied cgroup can be EBUSY briefly).
@@ -277,6 +290,9 @@ class Daemon:
             wait_for(lambda: not self.sandbox_cgroup_dirs(), 5, what="sandbox cgroups to go")
         except AssertionError:
             problems.append("sandbox cgroups left: %s" % self.sandbox_cgroup_dirs())
+        # The instance's own cgroup dirs go too, so that runs do not accumulate them on the host.
+        if self.new_instance_cgroup_dirs():
+            problems.append("instance cgroup dirs left: %s" % self.new_instance_cgroup_dirs())
         return problems
 
     def new_instance_cgroup_dirs(self):
@@ -504,7 +520,7 @@ PYTHON_APP = textwrap.dedent('''
         global COUNT
         COUNT += 1
         action = event.get("action", "echo") if isinstance(event, dict) else "echo"
-        if "say" in event:
+        if isinstance(event, dict) and "say" in event:
             print("handler says:", event["say"])
         if action == "echo":
             return {"runtime": "python", "tag": TAG, "marker": MARKER, "count": COUNT,
@@ -835,9 +851,9 @@ def create_fn(client, name, pkg=None, runtime=None, handler=None, zip_bytes=None
     return client.create_function(**args)
 
 
-def invoke(client, name, event=None, **kw):
-    """Invoke; returns (response, decoded payload or raw bytes)."""
-    payload = json.dumps(event if event is not None else {}).encode()
+def invoke(client, name, event, **kw):
+    """Invoke with `event` as JSON; returns (response, decoded payload or raw bytes)."""
+    payload = json.dumps(event).encode()
     resp = client.invoke(FunctionName=name, Payload=payload, **kw)
     data = resp["Payload"].read() if "Payload" in resp else b""
     try:

@@ -75,6 +75,17 @@ def test_boto_lifecycle_python(client, packages):
         assert error_code(e) == ("ResourceNotFoundException", 404)
 
 
+def test_unicode_and_json_shapes_round_trip(client, packages):
+    for family in ("python", "node", "provided"):
+        name = h.unique_name("uni-" + family)
+        create_fn(client, name, packages[family])
+        for event in ({"text": "h\u00e9llo \u4e16\u754c \U0001f525", "nested": {"a": [1, 2.5, None, True]}},
+                      [1, "two", {"three": 3}], "just a string", 42, None):
+            resp, body = invoke(client, name, event)
+            assert "FunctionError" not in resp, body
+            assert body["event"] == event, (family, event, body)
+
+
 def test_python_unhandled_error_shape(client, packages):
     name = h.unique_name("boto-raise")
     create_fn(client, name, packages["python"])
@@ -194,3 +205,13 @@ def test_functions_survive_restart(new_daemon, packages):
         assert body["event"] == {"after": 1} and body["foo"] == family
     listed = {f["FunctionName"] for f in c.list_functions()["Functions"]}
     assert set(names.values()) <= listed
+
+    # A delete is durable too.
+    c.delete_function(FunctionName=names["python"])
+    d.stop(check=True)
+    d.start()
+    c = h.boto_client(d.endpoint)
+    with pytest.raises(ClientError) as e:
+        c.get_function(FunctionName=names["python"])
+    assert error_code(e) == ("ResourceNotFoundException", 404)
+    assert invoke(c, names["provided"], {"third": 1})[1]["event"] == {"third": 1}

@@ -81,6 +81,7 @@ MODEL_VIOLATIONS = [
     ("timeout-901", {"Timeout": 901}, "timeout"),
     ("unknown-runtime", {"Runtime": "cobol85"}, "runtime"),
     ("bad-role", {"Role": "lambda-role"}, "role"),
+    ("bad-name", {"FunctionName": "bad name!"}, "functionName"),
 ]
 
 
@@ -132,6 +133,32 @@ def test_create_with_reserved_env_var(key, client, packages, healthy):
     assert code_of(e) == ("InvalidParameterValueException", 400)
     assert client.get_function_configuration(FunctionName=name)["Environment"] == {"Variables": {"OK": "y"}}
     client.delete_function(FunctionName=name)
+    healthy()
+
+
+def test_environment_over_4kb(client, packages, healthy):
+    name = h.unique_name("bigenv")
+    with pytest.raises(ClientError) as e:
+        create_fn(client, name, packages["python"], Environment={"Variables": {"BIG": "x" * 5000}})
+    assert code_of(e) == ("InvalidParameterValueException", 400)
+    assert "4KB" in e.value.response["Error"]["Message"]
+    assert_absent(client, name)
+    healthy()
+
+
+@pytest.mark.parametrize("path", [
+    FUNCTIONS + "/..%2F..%2Fmetadata.db",
+    FUNCTIONS + "/..%2fcode/invocations",
+    FUNCTIONS + "/%2e%2e/configuration",
+    "/kindling/code/..%2Fmetadata.db",
+    "/kindling/code/%2e%2e%2fmetadata.db",
+    "/kindling/code/" + "0" * 64 + ".zip",
+])
+def test_paths_do_not_escape(path, daemon, healthy):
+    for method in ("GET", "POST"):
+        status, headers, body = h.raw(daemon.endpoint, method, path, b"{}")
+        assert status in (400, 404), (method, path, status, body[:200])
+        assert b"SQLite" not in body and b"PK\x03\x04" not in body
     healthy()
 
 
@@ -394,6 +421,43 @@ def test_timeout(client, packages, healthy):
     assert "FunctionError" not in after[0], after[1]
     assert after[1]["marker"] != before and after[1]["count"] == 1  # a fresh sandbox
     healthy()
+
+
+def test_timeout_is_not_early(client, packages):
+    name = h.unique_name("notearly")
+    create_fn(client, name, packages["python"], Timeout=2)
+    resp, body = invoke(client, name, {"action": "sleep", "seconds": 1.4})
+    assert "FunctionError" not in resp, body
+
+
+CPU_HOG = (
+    "import os, time\n"
+    "def handler(event, context):\n"
+    "    t0 = time.monotonic()\n"
+    "    pids = []\n"
+    "    for _ in range(event['procs'] - 1):\n"
+    "        pid = os.fork()\n"
+    "        if pid == 0:\n"
+    "            while time.monotonic() - t0 < event['seconds']:\n"
+    "                pass\n"
+    "            os._exit(0)\n"
+    "        pids.append(pid)\n"
+    "    while time.monotonic() - t0 < event['seconds']:\n"
+    "        pass\n"
+    "    for pid in pids:\n"
+    "        os.waitpid(pid, 0)\n"
+    "    t = os.times()\n"
+    "    return {'wall': time.monotonic() - t0, 'cpu': t.user + t.system + t.children_user + t.children_system}\n")
+
+
+def test_cpu_ceiling_follows_memory(client):
+    # 128 MB is less than one vCPU (1769 MB = 1 vCPU): two spinning processes share one CPU's quota.
+    name = h.unique_name("cpu")
+    create_fn(client, name, runtime="python3.12", handler="hog.handler",
+              zip_bytes=h.make_zip({"hog.py": CPU_HOG}), Timeout=10)
+    resp, body = invoke(client, name, {"procs": 2, "seconds": 1.5})
+    assert "FunctionError" not in resp, body
+    assert body["cpu"] <= body["wall"] * 1.15 + 0.1, body
 
 
 def test_out_of_memory(client, packages, healthy, daemon):

@@ -4,6 +4,7 @@ no reuse across an update, idle reaping, and what /metrics says about it all.
 This module runs its own kindlingd with a 2 s idle timeout (the reaper checks every 0.5 s)."""
 
 import concurrent.futures
+import threading
 import time
 
 import pytest
@@ -158,3 +159,93 @@ def test_metrics_report_invocations_and_sandboxes(client, daemon, packages):
     assert m["kindling_worker_sandboxes"] == 0
     assert m['kindling_sandboxes{state="idle"}'] == 0 and m['kindling_sandboxes{state="frozen"}'] == 0
     assert m["kindling_invocations_total" + label] == 4
+
+
+TICKER = (
+    "import threading, time, uuid\n"
+    "MARKER = uuid.uuid4().hex\n"
+    "TICKS = []\n"
+    "def _tick():\n"
+    "    while True:\n"
+    "        TICKS.append(time.monotonic())\n"
+    "        time.sleep(0.01)\n"
+    "threading.Thread(target=_tick, daemon=True).start()\n"
+    "def handler(event, context):\n"
+    "    time.sleep(0.05)\n"
+    "    ticks = TICKS[-400:]\n"
+    "    gaps = [b - a for a, b in zip(ticks, ticks[1:])]\n"
+    "    return {'marker': MARKER, 'max_gap': max(gaps) if gaps else 0, 'n': len(TICKS)}\n")
+
+
+def cgroup_frozen(daemon, sid):
+    """True/False from the unified cgroup.events or the v1 freezer.state; None if neither exists."""
+    try:
+        with open("/sys/fs/cgroup/unified/%s/%s/cgroup.events" % (daemon.instance, sid)) as f:
+            for line in f:
+                if line.startswith("frozen "):
+                    return line.split()[1] == "1"
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/freezer/%s/%s/freezer.state" % (daemon.instance, sid)) as f:
+            return f.read().strip() == "FROZEN"
+    except OSError:
+        return None
+
+
+def test_idle_sandboxes_are_frozen(client, daemon):
+    name = h.unique_name("frozen")
+    create_fn(client, name, runtime="python3.12", handler="ticker.handler",
+              zip_bytes=h.make_zip({"ticker.py": TICKER}))
+    existing = set(daemon.sandbox_ids())
+    first = echo(client, name)
+    (sid,) = set(daemon.sandbox_ids()) - existing
+    # Parked between invokes: frozen, so the function's background thread does not run.
+    assert h.wait_for(lambda: cgroup_frozen(daemon, sid), 2, what="sandbox frozen after the invoke")
+    time.sleep(1.0)
+    assert cgroup_frozen(daemon, sid)
+    second = echo(client, name)
+    assert second["marker"] == first["marker"]
+    assert second["max_gap"] >= 0.8, "background thread ran while the sandbox was idle: %r" % second
+    assert cgroup_frozen(daemon, sid) is not None
+
+
+def test_update_during_an_invocation(client, daemon, py_app):
+    name = h.unique_name("inflight")
+    create_fn(client, name, runtime="python3.12", handler="where.handler", zip_bytes=py_app,
+              Environment={"Variables": {"FOO": "v1"}})
+    result = {}
+
+    def slow():
+        result["body"] = echo(h.boto_client(daemon.endpoint), name, {"sleep": 1.0})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    client.update_function_configuration(FunctionName=name, Environment={"Variables": {"FOO": "v2"}})
+    during = echo(client, name)
+    t.join(10)
+    assert result["body"]["foo"] == "v1", result  # the in-flight invocation finishes on the old config
+    assert during["foo"] == "v2" and sandbox_of(during) != sandbox_of(result["body"])
+    # Once released, the old sandbox is destroyed rather than parked.
+    h.wait_for(lambda: sandbox_of(result["body"]) not in daemon.sandbox_ids(), 5,
+               what="the old sandbox to be destroyed after its last invocation")
+    assert echo(client, name)["marker"] == during["marker"]
+
+
+def test_delete_during_an_invocation(client, daemon, py_app):
+    name = h.unique_name("delinflight")
+    create_fn(client, name, runtime="python3.12", handler="where.handler", zip_bytes=py_app)
+    result = {}
+
+    def slow():
+        result["body"] = echo(h.boto_client(daemon.endpoint), name, {"sleep": 1.0})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.4)
+    client.delete_function(FunctionName=name)
+    t.join(10)
+    assert "marker" in result.get("body", {}), result
+    h.wait_for(lambda: sandbox_of(result["body"]) not in daemon.sandbox_ids(), 5,
+               what="the deleted function's sandbox to be destroyed")
