@@ -75,9 +75,15 @@ def free_port():
     return port
 
 
-def run_json(cmd, timeout):
+# The environment of the fork+exec baselines: what a sandboxed runtime gets, not this shell's (here
+# NODE_EXTRA_CA_CERTS alone makes `node -e 0` 2.5x slower: it loads every CA certificate).
+SANDBOX_LIKE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en_US.UTF-8",
+                    "TZ": ":UTC", "HOME": "/tmp"}  # as src/worker/worker.cc sets them
+
+
+def run_json(cmd, timeout, env=None):
     """Runs a bench tool that prints one JSON line; returns the parsed object."""
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     if not line:
         raise BenchError("%s printed nothing (rc %d): %s" % (cmd[0], p.returncode, p.stderr[-500:]))
@@ -467,7 +473,8 @@ class Bench:
         for key, argv, reps in cases:
             try:
                 r = run_json([self.tool("kindling-exec-bench"), "--reps", str(reps), "--warmup", "3",
-                              "--max-time", "30", "--label", key, "--"] + argv, timeout=45)
+                              "--max-time", "30", "--label", key, "--"] + argv, timeout=45,
+                             env=SANDBOX_LIKE_ENV)
                 self.results["exec"][key] = r
                 log("fork+exec %s: p50 %.0f us" % (key, r["p50_us"]))
             except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
@@ -743,7 +750,8 @@ class Bench:
           "keep-alive python client from request send to last response byte; warm = the next "
           "invokes on the same client and sandbox. Median over the repetitions. New fn = first "
           "invoke of a just-created function. Baseline = fork+exec+wait of the same runtime doing "
-          "nothing, no isolation, timed in-process (`kindling-exec-bench`).")
+          "nothing, no isolation, timed in-process (`kindling-exec-bench`), in a sandbox-like "
+          "environment (only PATH, LANG, TZ, HOME).")
         w("")
         w("| runtime | n | cold p50 (ms) | cold max (ms) | warm p50 (ms) | cold − warm (ms) | new fn "
           "p50 (ms) | baseline | baseline p50 (ms) | cold / baseline | target | Init Duration "
@@ -771,7 +779,8 @@ class Bench:
                 bname, "%.2f" % bm if bm else "-", "%.2fx" % (cm / bm) if bm else "-", tgt[rt],
                 "%d/%d" % (sum(seen), len(seen)) if seen else "no log tail"))
         w("")
-        w("fork+exec+wait baselines (no isolation):")
+        w("fork+exec+wait baselines (no isolation, environment: %s):" % " ".join(
+            "%s=%s" % kv for kv in SANDBOX_LIKE_ENV.items()))
         w("")
         w("| command | reps | p50 (ms) | p90 (ms) | max (ms) |")
         w("|---|---:|---:|---:|---:|")
