@@ -629,6 +629,22 @@ PYTHON_APP = textwrap.dedent('''
             r["unshare " + name] = _try(lambda flag=flag: _syscall_errno(lambda: libc.unshare(flag)))
         r["setuid0"] = _try(lambda: os.setuid(0))
         r["chroot"] = _try(lambda: os.chroot("/tmp"))
+        r["dev"] = sorted(os.listdir("/dev"))
+        for path in ("/dev/kmsg", "/proc/kcore", "/dev/mem", "/dev/kvm", "/dev/fuse", "/dev/userfaultfd", "/dev/vda", "/sys/fs/cgroup"):
+            r["open " + path] = _try(lambda path=path: os.listdir(path) if path.startswith("/sys") else open(path, "rb").read(1).hex())
+        r["sysrq"] = _try(lambda: open("/proc/sysrq-trigger", "w").write("h"))
+        libc.syscall.restype = ctypes.c_long
+
+        def sys_(n, *a):
+            return _syscall_errno(lambda: 0 if libc.syscall(ctypes.c_long(n), *[ctypes.c_long(x) for x in a]) >= 0 else -1)
+
+        r["ptrace attach 1"] = _try(lambda: sys_(101, 16, 1, 0, 0))
+        pidfd = libc.syscall(ctypes.c_long(434), ctypes.c_long(1), ctypes.c_long(0))  # pidfd_open(1)
+        r["pidfd_getfd init control socket"] = _try(lambda: sys_(438, pidfd, 3, 0)) if pidfd >= 0 else {"ok": False, "error": "no pidfd"}
+        r["process_vm_readv 1"] = _try(lambda: sys_(310, 1, 0, 0, 0, 0, 0))
+        r["bpf"] = _try(lambda: sys_(321, 0, 0, 0))
+        r["perf_event_open"] = _try(lambda: sys_(298, 0, 0, -1, -1, 0))
+        r["kexec_load"] = _try(lambda: sys_(246, 0, 0, 0, 0))
         r["environ"] = dict(os.environ)
         r["hostname"] = socket.gethostname()
         r["interfaces"] = sorted(n for _, n in socket.if_nameindex())
