@@ -215,3 +215,27 @@ def test_functions_survive_restart(new_daemon, packages):
         c.get_function(FunctionName=names["python"])
     assert error_code(e) == ("ResourceNotFoundException", 404)
     assert invoke(c, names["provided"], {"third": 1})[1]["event"] == {"third": 1}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "an ARN naming another region or account resolves to the local function of that name: "
+    "Invoke/GetFunction/DeleteFunction on arn:aws:lambda:eu-west-1:000000000000:function:f or "
+    "arn:aws:lambda:us-east-1:111111111111:function:f act on local 'f'. AWS answers "
+    "ResourceNotFoundException (\"Functions from 'eu-west-1' are not reachable in this region "
+    "('us-east-1')\") or, for another account, an access error"))
+@pytest.mark.parametrize("template", ["arn:aws:lambda:eu-west-1:000000000000:function:%s",
+                                      "arn:aws:lambda:us-east-1:111111111111:function:%s",
+                                      "111111111111:function:%s"])
+def test_foreign_arns_do_not_resolve_to_local_functions(template, client, packages):
+    name = h.unique_name("foreign")
+    create_fn(client, name, packages["python"])
+    try:
+        for call in (lambda: invoke(client, template % name, {}),
+                     lambda: client.get_function_configuration(FunctionName=template % name),
+                     lambda: client.delete_function(FunctionName=template % name)):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (403, 404), e.value.response
+    finally:
+        # The local function is untouched by all of it.
+        assert client.get_function_configuration(FunctionName=name)["FunctionName"] == name

@@ -678,3 +678,58 @@ def test_concurrent_creates_of_one_name(daemon, packages, client):
         t.join(30)
     assert sorted(statuses) == [201, 409, 409, 409], statuses
     assert invoke(client, name + ":$LATEST", {})[0]["StatusCode"] == 200
+
+
+def test_endless_stdout_floods_time_out_without_starving_others(client, packages, daemon, healthy):
+    names = [h.unique_name("endless") for _ in range(2)]
+    for n in names:
+        create_fn(client, n, packages["python"], MemorySize=256, Timeout=2)
+        invoke(client, n, {})
+    results = {}
+    clients = {n: h.boto_client(daemon.endpoint) for n in names}
+
+    def flood(n):
+        t0 = time.monotonic()
+        resp, body = invoke(clients[n], n, {"action": "flood", "mib": 1 << 20}, LogType="Tail")
+        results[n] = (time.monotonic() - t0, resp, body)
+
+    threads = [threading.Thread(target=flood, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    latencies, peak_rss = [], 0
+    while any(t.is_alive() for t in threads):
+        t0 = time.monotonic()
+        healthy()
+        latencies.append(time.monotonic() - t0)
+        peak_rss = max(peak_rss, h.rss_kb(daemon.pid))
+        time.sleep(0.05)
+    for t in threads:
+        t.join(30)
+    for n, (elapsed, resp, body) in results.items():
+        assert 2 <= elapsed < 10, elapsed
+        assert resp["FunctionError"] == "Unhandled" and "Task timed out after 2.00 seconds" in body["errorMessage"], body
+        assert len(base64.b64decode(resp["LogResult"])) <= 4096
+    assert len(results) == 2
+    assert max(latencies) < 1.0, "health invokes took up to %.2fs during the floods" % max(latencies)
+    assert peak_rss < 300 * 1024, "kindlingd RSS reached %d kB" % peak_rss
+
+
+def test_failed_code_update_keeps_the_old_code(client, packages, daemon):
+    name = h.unique_name("keepcode")
+    create_fn(client, name, packages["python"])
+    before = client.get_function_configuration(FunctionName=name)
+    marker = invoke(client, name, {})[1]["marker"]
+    _, bad = escape_zips()
+    for blob in (b"not a zip", h.zip_bomb(300 << 20), bad[0][1]):
+        with pytest.raises(ClientError) as e:
+            client.update_function_code(FunctionName=name, ZipFile=blob)
+        assert code_of(e) == ("InvalidParameterValueException", 400)
+    after = client.get_function_configuration(FunctionName=name)
+    assert (after["CodeSha256"], after["RevisionId"]) == (before["CodeSha256"], before["RevisionId"])
+    body = invoke(client, name, {})[1]
+    assert body["tag"] == "py-v1" and body["marker"] == marker  # same code, same warm sandbox
+    # A handler change through the configuration takes effect, and can be undone.
+    client.update_function_configuration(FunctionName=name, Handler="broken.handler")
+    assert invoke(client, name, {})[1]["errorType"] == "Runtime.ImportModuleError"
+    client.update_function_configuration(FunctionName=name, Handler="app.handler")
+    assert "FunctionError" not in invoke(client, name, {})[0]
