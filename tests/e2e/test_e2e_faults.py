@@ -513,13 +513,16 @@ def test_fork_bomb(client, packages, healthy, daemon):
     assert "FunctionError" not in invoke(client, name, {})[0]
 
 
-def test_fill_tmp(client, packages, healthy):
+@pytest.mark.parametrize("ephemeral_mb", [512, 1024])
+def test_fill_tmp(ephemeral_mb, client, packages, healthy):
+    # tmpfs pages count against the memory limit: MemorySize is set above the /tmp size.
     name = h.unique_name("filltmp")
-    create_fn(client, name, packages["python"], MemorySize=1024, Timeout=30)
+    create_fn(client, name, packages["python"], MemorySize=ephemeral_mb + 512, Timeout=30,
+              EphemeralStorage={"Size": ephemeral_mb})
     resp, body = invoke(client, name, {"action": "filltmp"})
     assert "FunctionError" not in resp, body
     assert body["name"] == "ENOSPC", body
-    assert 400 << 20 <= body["written"] <= 512 << 20, body
+    assert (ephemeral_mb - 100) << 20 <= body["written"] <= ephemeral_mb << 20, body
     healthy()
 
 
@@ -733,3 +736,14 @@ def test_failed_code_update_keeps_the_old_code(client, packages, daemon):
     assert invoke(client, name, {})[1]["errorType"] == "Runtime.ImportModuleError"
     client.update_function_configuration(FunctionName=name, Handler="app.handler")
     assert "FunctionError" not in invoke(client, name, {})[0]
+
+
+def test_sandbox_gauges_match_reality(daemon, healthy):
+    # Last in this module: after every fault above, the books still balance.
+    healthy()
+    m = daemon.metrics()
+    live = len(daemon.sandbox_ids())
+    assert m["kindling_worker_sandboxes"] == live, (m, daemon.sandbox_ids())
+    states = sum(v for k, v in m.items() if k.startswith("kindling_sandboxes{"))
+    assert states == live, m
+    assert m['kindling_sandboxes{state="busy"}'] == 0 and m['kindling_sandboxes{state="initializing"}'] == 0
