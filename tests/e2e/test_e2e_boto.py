@@ -4,6 +4,7 @@ the node handler styles, and functions surviving a restart of kindlingd on the s
 import base64
 import hashlib
 import json
+import os
 
 import pytest
 from botocore.exceptions import ClientError
@@ -215,6 +216,12 @@ def test_functions_survive_restart(new_daemon, packages):
         c.get_function(FunctionName=names["python"])
     assert error_code(e) == ("ResourceNotFoundException", 404)
     assert invoke(c, names["provided"], {"third": 1})[1]["event"] == {"third": 1}
+    # The deleted function's code package is collected at startup; the live one's stays.
+    code = os.path.join(d.data_dir, "code")
+    digest = {f: hashlib.sha256(packages[f].v1).hexdigest() for f in names}
+    assert not os.path.exists(os.path.join(code, digest["python"]))
+    assert not os.path.exists(os.path.join(code, digest["python"] + ".zip"))
+    assert os.path.isdir(os.path.join(code, digest["provided"]))
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -239,3 +246,20 @@ def test_foreign_arns_do_not_resolve_to_local_functions(template, client, packag
     finally:
         # The local function is untouched by all of it.
         assert client.get_function_configuration(FunctionName=name)["FunctionName"] == name
+
+
+def test_shared_code_package_survives_deleting_one_user(new_daemon, packages):
+    d = new_daemon()
+    c = h.boto_client(d.endpoint)
+    a, b = h.unique_name("twin-a"), h.unique_name("twin-b")
+    for n in (a, b):
+        create_fn(c, n, packages["node"], Code={"ZipFile": packages["node"].v2})
+    assert invoke(c, a, {})[1]["tag"] == "node-v2"
+    c.delete_function(FunctionName=a)
+    d.stop(check=True)
+    d.start()
+    c = h.boto_client(d.endpoint)
+    resp, body = invoke(c, b, {"twin": 1})
+    assert "FunctionError" not in resp and body["tag"] == "node-v2", body
+    with open(os.path.join(d.data_dir, "code", hashlib.sha256(packages["node"].v2).hexdigest() + ".zip"), "rb") as f:
+        assert f.read() == packages["node"].v2
