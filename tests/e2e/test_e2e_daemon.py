@@ -4,6 +4,7 @@ crash (SIGKILL) on the same data dir, and the account concurrency limit."""
 import concurrent.futures
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -157,3 +158,28 @@ def test_idle_sandboxes_make_room_for_other_functions(new_daemon, packages):
     _fill_with_two_sandboxes(d, a)  # both now idle
     resp, body = invoke(c, b, {"other": 1})
     assert "FunctionError" not in resp and body["event"] == {"other": 1}, body
+
+
+def test_concurrency_slots_are_released_after_failures(new_daemon, packages):
+    # With room for exactly one invocation, any slot leaked by a failure path blocks everything.
+    d = new_daemon(extra_args=["--account-concurrency", "1"])
+    c = h.boto_client(d.endpoint)
+    name, noboot = h.unique_name("slots"), h.unique_name("slots-noboot")
+    create_fn(c, name, packages["python"], Timeout=1)
+    create_fn(c, noboot, runtime="provided.al2023", handler="x", zip_bytes=h.make_zip({"README": "x"}))
+    for event, error_type in (({"action": "hang"}, "Sandbox.Timedout"), ({"action": "exit"}, "Runtime.ExitError"),
+                              ({"action": "raise"}, "ValueError"), ({"action": "alloc"}, "Runtime.OutOfMemory")):
+        resp, body = invoke(c, name, event)
+        assert body["errorType"] == error_type, body
+    assert invoke(c, noboot, {})[1]["errorType"] == "Runtime.InvalidEntrypoint"
+    with pytest.raises(ClientError):
+        c.invoke(FunctionName=name, Payload=b"{bad json")
+    for _ in range(3):  # callers that hang up mid-invocation
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        body = b'{"action": "sleep", "seconds": 0.3}'
+        s.sendall(b"POST /2015-03-31/functions/%s/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                  % (name.encode(), len(body)) + body)
+        s.close()
+        time.sleep(0.6)
+    resp, body = invoke(c, name, {"final": 1})
+    assert resp["StatusCode"] == 200 and body["event"] == {"final": 1}, body
