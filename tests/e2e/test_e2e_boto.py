@@ -263,3 +263,28 @@ def test_shared_code_package_survives_deleting_one_user(new_daemon, packages):
     assert "FunctionError" not in resp and body["tag"] == "node-v2", body
     with open(os.path.join(d.data_dir, "code", hashlib.sha256(packages["node"].v2).hexdigest() + ".zip"), "rb") as f:
         assert f.read() == packages["node"].v2
+
+
+ENV_PY = "import os\ndef handler(e, c):\n    return os.environ['AWS_EXECUTION_ENV']\n"
+ENV_JS = "exports.handler = async () => process.env.AWS_EXECUTION_ENV;\n"
+
+
+@pytest.mark.parametrize("runtime", ["python3.9", "python3.10", "python3.11", "python3.12", "python3.13",
+                                     "nodejs18.x", "nodejs20.x", "nodejs22.x",
+                                     "provided", "provided.al2", "provided.al2023"])
+def test_every_supported_runtime_identifier(runtime, client, packages):
+    name = h.unique_name("rt-" + runtime.replace(".", ""))
+    if runtime.startswith("python"):
+        create_fn(client, name, runtime=runtime, handler="env.handler", zip_bytes=h.make_zip({"env.py": ENV_PY}))
+    elif runtime.startswith("node"):
+        create_fn(client, name, runtime=runtime, handler="env.handler", zip_bytes=h.make_zip({"env.js": ENV_JS}))
+    else:
+        create_fn(client, name, packages["provided"], Runtime=runtime)
+    resp, body = invoke(client, name, {"rt": runtime})
+    assert "FunctionError" not in resp, body
+    if runtime.startswith("provided"):
+        assert body["event"] == {"rt": runtime}
+    else:
+        assert body == "AWS_Lambda_" + runtime
+    assert client.get_function_configuration(FunctionName=name)["Runtime"] == runtime
+    client.delete_function(FunctionName=name)
