@@ -322,7 +322,10 @@ class Api:
             time.sleep(0.02)
         raise BenchError("function %s not Active after %ds: %s" % (name, timeout, cfg))
 
-    def create(self, name, rt_key, zip_bytes, memory=128, timeout=10):
+    memory_mb = 128
+
+    def create(self, name, rt_key, zip_bytes, memory=None, timeout=10):
+        memory = memory or self.memory_mb
         runtime, handler, _ = RUNTIMES[rt_key]
         self.client.create_function(FunctionName=name, Runtime=runtime, Handler=handler, Role=ROLE,
                                     Code={"ZipFile": zip_bytes}, MemorySize=memory, Timeout=timeout)
@@ -657,6 +660,7 @@ class Bench:
                 daemon = Daemon(a.kindlingd, tmp, a.daemon_arg or [])
                 daemon.start()
                 api = Api(daemon.endpoint)
+                api.memory_mb = a.memory_mb
                 zips = self.zips()
                 names = {}
                 for rt in a.runtimes:
@@ -708,6 +712,7 @@ class Bench:
         w("Load average (1/5/15 min) at start: %s, at end: %s (other work on the 2 vCPUs moves "
           "loopback numbers: with the other vCPU busy, client and server share one vCPU and a "
           "round trip gets faster)." % (m["loadavg_start"], m["loadavg_end"]))
+        w("Functions: MemorySize %d MB, Timeout 10 s." % self.args.memory_mb)
         w("All numbers from one run of `bench/run.py`; baselines measured in the same run. "
           "Latencies in µs unless marked ms; p50/p99/max over every measured request.")
         w("")
@@ -875,6 +880,8 @@ def main():
     ap.add_argument("--new-reps", type=int, default=5, help="brand-new functions per runtime")
     ap.add_argument("--cold-budget", type=float, default=90, help="max seconds per runtime")
     ap.add_argument("--burst", type=int, default=64, help="simultaneous first invokes (0: skip)")
+    ap.add_argument("--memory-mb", type=int, default=128, help="MemorySize of the functions "
+                    "(Kindling gives CPU weight in proportion, 1769 MB = 1 vCPU)")
     ap.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
     ap.add_argument("--daemon-arg", action="append", help="extra kindlingd argument (repeatable)")
     ap.add_argument("--quick", action="store_true", help="1 s rows, 5 cold reps, 2 new fns")
