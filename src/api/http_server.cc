@@ -3,6 +3,8 @@
 #include "common/asio.h"
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
+#include <vector>
 
 namespace kindling {
 
@@ -106,6 +108,8 @@ awaitable<void> HttpServer::Serve(tcp::socket socket) {
     boost::system::error_code ec;
     http::request_parser<http::string_body> parser;
     parser.header_limit(64 * 1024);
+    // The body limit depends on the route, known only after the header: checked below.
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     co_await http::async_read_header(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     HttpRequest req;
@@ -149,8 +153,22 @@ awaitable<void> HttpServer::Serve(tcp::socket socket) {
     co_await http::async_write(socket, out, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !keep_alive) break;
   }
+  // Lingering close: stop sending, then discard what the client still sends (e.g. the rest of an
+  // oversized body) for a bounded time, so it reads our answer instead of a connection reset.
   boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  asio::steady_timer linger(io_, std::chrono::seconds(2));
+  linger.async_wait([&socket](boost::system::error_code e) {
+    if (!e) socket.close();
+  });
+  std::vector<char> sink(64 * 1024);
+  for (size_t drained = 0; drained < (256u << 20);) {
+    size_t n = co_await socket.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
+    if (ignored) break;
+    drained += n;
+  }
+  linger.cancel();
+  socket.close(ignored);
 }
 
 }  // namespace kindling

@@ -121,6 +121,7 @@ std::variant<const FunctionConfig*, ApiError> LambdaApi::Resolve(const std::stri
                                                                   const std::string& qualifier) {
   FunctionRef ref;
   if (auto err = ParseFunctionRef(text, qualifier, &ref)) return *err;
+  if (auto err = CheckArnScope(ref, options_.arn.region, options_.arn.account_id)) return *err;
   std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
   if (const FunctionConfig* fn = registry_.Find(ref.name, version)) return fn;
   std::string arn = options_.arn.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
@@ -154,6 +155,7 @@ awaitable<HttpResponse> LambdaApi::CreateFunction(HttpRequest& req) {
     co_return ErrorResponse(ApiError::InvalidParameter("FunctionName is required."), rid);
   FunctionRef ref;
   if (auto e = ParseFunctionRef(body["FunctionName"].get<std::string>(), "", &ref)) co_return ErrorResponse(*e, rid);
+  if (auto e = CheckArnScope(ref, options_.arn.region, options_.arn.account_id)) co_return ErrorResponse(*e, rid);
   if (!ref.qualifier.empty())
     co_return ErrorResponse(ApiError::InvalidParameter("FunctionName must not carry a qualifier."), rid);
   if (body.value("Publish", false))
@@ -200,7 +202,7 @@ HttpResponse LambdaApi::ListFunctions(HttpRequest& req) {
     char* end = nullptr;
     long n = strtol(max_text.c_str(), &end, 10);
     if (*end != '\0' || n < 1 || n > 10000)
-      return ErrorResponse(ApiError::InvalidParameter("1 validation error detected: Value '" + max_text.substr(0, 32) +
+      return ErrorResponse(ApiError::Validation("1 validation error detected: Value '" + max_text.substr(0, 32) +
                                                       "' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"), rid);
     max_items = static_cast<int>(n);
   }

@@ -14,6 +14,26 @@ AssignmentService::AssignmentService(asio::io_context& io, Placement& placement,
                                      AssignmentOptions options)
     : io_(io), placement_(placement), options_(options), reaper_(io) {}
 
+Result<std::shared_ptr<SandboxSession>> AssignmentService::StartSandbox(const FunctionConfig& fn) {
+  for (;;) {
+    auto worker = placement_.Choose({fn.name, fn.memory_mb});
+    if (worker.ok()) return (*worker)->CreateSandbox(fn);
+    // No room: idle sandboxes (of any function) give way, least recently used first.
+    if (!EvictLeastRecentlyUsed()) return worker.status();
+  }
+}
+
+bool AssignmentService::EvictLeastRecentlyUsed() {
+  Pool* oldest_pool = nullptr;
+  for (auto& [key, pool] : pools_)
+    if (!pool->idle.empty() && (!oldest_pool || pool->idle.front().since < oldest_pool->idle.front().since))
+      oldest_pool = pool.get();
+  if (!oldest_pool) return false;
+  oldest_pool->idle.front().session->Destroy();
+  oldest_pool->idle.erase(oldest_pool->idle.begin());
+  return true;
+}
+
 awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& fn,
                                                            InvokeRequest request) {
   std::string key = fn.name + "\n" + fn.version + "\n" + fn.revision_id;
@@ -27,30 +47,37 @@ awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& 
     pool->idle.pop_back();
     if (session->dead()) session.reset();
   }
-  if (!session) {
-    auto worker = placement_.Choose({fn.name, fn.memory_mb});
-    if (!worker.ok()) co_return worker.status();
-    auto created = (*worker)->CreateSandbox(fn);
-    if (!created.ok()) {
-      const Status& s = created.status();
-      if (s.code().empty()) co_return s;
-      InvokeResult failed;
-      failed.function_error = "Unhandled";
-      failed.cold_start = true;
-      failed.payload = nlohmann::json{{"errorType", s.code()},
-                                      {"errorMessage", "RequestId: " + request.request_id +
-                                                           " Error: " + s.message()}}
-                           .dump();
-      co_return failed;
+  // At most two attempts: the second only when the first sandbox ended before its runtime took
+  // the event (e.g. it exited right after its previous result), so the function never saw it.
+  for (int attempt = 0;; ++attempt) {
+    if (!session) {
+      auto created = StartSandbox(fn);
+      if (!created.ok()) {
+        const Status& s = created.status();
+        if (s.code().empty()) co_return s;
+        InvokeResult failed;  // the function's fault, e.g. no bootstrap in its package
+        failed.function_error = "Unhandled";
+        failed.cold_start = true;
+        failed.payload = nlohmann::json{{"errorType", s.code()},
+                                        {"errorMessage", "RequestId: " + request.request_id +
+                                                             " Error: " + s.message()}}
+                             .dump();
+        co_return failed;
+      }
+      session = std::move(created).value();
     }
-    session = std::move(created).value();
+    pool->busy.push_back(session);
+    InvokeResult result = co_await session->Invoke(request);
+    if (!result.undelivered || attempt == 1) {
+      // Freeze after the response is on its way: posted, so the caller's write goes first. The
+      // session stays in `busy` until then, which keeps the pool alive.
+      asio::post(io_, [this, pool, session] { Release(*pool, session); });
+      co_return result;
+    }
+    pool->busy.erase(std::find(pool->busy.begin(), pool->busy.end(), session));
+    session->Destroy();
+    session.reset();
   }
-  pool->busy.push_back(session);
-  InvokeResult result = co_await session->Invoke(std::move(request));
-  // Freeze after the response is on its way: posted, so the caller's write goes first. The session
-  // stays in `busy` until then, which keeps the pool alive.
-  asio::post(io_, [this, pool, session] { Release(*pool, session); });
-  co_return result;
 }
 
 void AssignmentService::Release(Pool& pool, const std::shared_ptr<SandboxSession>& session) {

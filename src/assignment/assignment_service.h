@@ -1,6 +1,7 @@
 // AssignmentService: tracks the sandboxes of every function version (one pool per configuration
 // revision) and decides warm or cold: an idle sandbox is leased when one exists, otherwise
-// Placement picks a worker that starts a new one. Sandboxes return to the pool frozen; pools of
+// Placement picks a worker that starts a new one (idle sandboxes of any function are evicted, least
+// recently used first, when no worker has room). Sandboxes return to the pool frozen; pools of
 // outdated revisions are drained; idle sandboxes past the idle timeout are destroyed.
 //
 // Thread safety: every method runs on the io_context thread.
@@ -56,6 +57,10 @@ class AssignmentService {
     std::vector<std::shared_ptr<SandboxSession>> busy;
     bool retired = false;
   };
+  // A new sandbox for fn from the worker Placement picks; evicts idle sandboxes to make room.
+  Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn);
+  // Destroys the idle sandbox unused for longest; false when none is idle.
+  bool EvictLeastRecentlyUsed();
   void Release(Pool& pool, const std::shared_ptr<SandboxSession>& session);
   void ReapIdle();
   boost::asio::awaitable<void> ReaperLoop();

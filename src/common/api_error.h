@@ -15,6 +15,10 @@ struct ApiError {
   static ApiError InvalidParameter(std::string message) {
     return {400, "InvalidParameterValueException", std::move(message), ""};
   }
+  // A request that breaks the API model's constraints ("1 validation error detected: ...").
+  static ApiError Validation(std::string message) {
+    return {400, "ValidationException", std::move(message), ""};
+  }
   static ApiError InvalidContent(std::string message) {
     return {400, "InvalidRequestContentException", std::move(message), ""};
   }

@@ -12,14 +12,15 @@ using boost::asio::awaitable;
 awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call, std::string request_id) {
   FunctionRef ref;
   if (auto err = ParseFunctionRef(call.function, call.qualifier, &ref)) co_return *err;
+  if (auto err = CheckArnScope(ref, arn_.region, arn_.account_id)) co_return *err;
   const std::string& type = call.invocation_type;
   if (!type.empty() && type != "RequestResponse" && type != "DryRun" && type != "Event")
-    co_return ApiError::InvalidParameter(
+    co_return ApiError::Validation(
         "1 validation error detected: Value '" + type.substr(0, 64) +
         "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: "
         "[Event, RequestResponse, DryRun]");
   if (!call.log_type.empty() && call.log_type != "None" && call.log_type != "Tail")
-    co_return ApiError::InvalidParameter(
+    co_return ApiError::Validation(
         "1 validation error detected: Value '" + call.log_type.substr(0, 64) +
         "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
 

@@ -36,7 +36,7 @@ bool IsValidFunctionName(const std::string& name) {
 std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::string& qualifier_param,
                                          FunctionRef* out) {
   auto invalid = [&] {
-    return ApiError::InvalidParameter(
+    return ApiError::Validation(
         "1 validation error detected: Value '" + text.substr(0, 256) +
         "' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression "
         "pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?(\\d{12}:)?"
@@ -44,13 +44,16 @@ std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::str
   };
   if (text.empty() || text.size() > 170) return invalid();
   std::vector<std::string> p = Split(text, ':');
-  std::string name, qualifier;
+  std::string name, qualifier, region, account;
   if (p.size() >= 7 && p[0] == "arn" && p[2] == "lambda" && p[5] == "function") {
     if (p.size() > 8) return invalid();
+    region = p[3];
+    account = p[4];
     name = p[6];
     if (p.size() == 8) qualifier = p[7];
   } else if (p.size() >= 3 && p[1] == "function") {
     if (p.size() > 4 || p[0].size() != 12) return invalid();
+    account = p[0];
     name = p[2];
     if (p.size() == 4) qualifier = p[3];
   } else if (p.size() <= 2) {
@@ -64,7 +67,7 @@ std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::str
   if (!qualifier.empty() && !IsValidQualifier(qualifier)) return invalid();
   if (!qualifier_param.empty()) {
     if (!IsValidQualifier(qualifier_param))
-      return ApiError::InvalidParameter("1 validation error detected: Value '" + qualifier_param.substr(0, 256) +
+      return ApiError::Validation("1 validation error detected: Value '" + qualifier_param.substr(0, 256) +
                                         "' at 'qualifier' failed to satisfy constraint: Member must "
                                         "satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)");
     if (!qualifier.empty() && qualifier != qualifier_param)
@@ -74,6 +77,19 @@ std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::str
   }
   out->name = name;
   out->qualifier = qualifier;
+  out->region = region;
+  out->account = account;
+  return std::nullopt;
+}
+
+std::optional<ApiError> CheckArnScope(const FunctionRef& ref, const std::string& region,
+                                      const std::string& account) {
+  if (!ref.region.empty() && ref.region != region)
+    return ApiError::NotFound("Functions from '" + ref.region + "' are not reachable in this region ('" +
+                              region + "')");
+  if (!ref.account.empty() && ref.account != account)
+    return ApiError{403, "AccessDeniedException",
+                    "Functions of account " + ref.account + " are not served here (account " + account + ")", ""};
   return std::nullopt;
 }
 

@@ -13,12 +13,19 @@ namespace kindling {
 struct FunctionRef {
   std::string name;
   std::string qualifier;  // "" when none was given
+  std::string region;     // from a full ARN, else ""
+  std::string account;    // from a full or partial ARN, else ""
 };
 
 // Combines the path's FunctionName with the ?Qualifier= parameter; returns an error when either is
 // malformed or they disagree.
 std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::string& qualifier_param,
                                          FunctionRef* out);
+
+// The error for a reference into another region or account: this server holds the functions of
+// one region and account only.
+std::optional<ApiError> CheckArnScope(const FunctionRef& ref, const std::string& region,
+                                      const std::string& account);
 
 // True for a valid bare function name: 1-64 of [A-Za-z0-9_-].
 bool IsValidFunctionName(const std::string& name);

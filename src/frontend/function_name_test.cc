@@ -28,11 +28,31 @@ TEST(FunctionName, RejectsMalformed) {
     auto err = ParseFunctionRef(bad, "", &r);
     ASSERT_TRUE(err.has_value()) << bad;
     EXPECT_EQ(err->status, 400);
-    EXPECT_EQ(err->type, "InvalidParameterValueException");
+    EXPECT_EQ(err->type, "ValidationException");
   }
   auto mismatch = ParseFunctionRef("f:one", "two", &r);
   ASSERT_TRUE(mismatch.has_value());
   EXPECT_NE(mismatch->message.find("does not match"), std::string::npos);
+}
+
+}  // namespace kindling
+
+namespace kindling {
+
+TEST(FunctionName, ForeignRegionsAndAccountsAreOutOfScope) {
+  FunctionRef r;
+  ASSERT_FALSE(ParseFunctionRef("arn:aws:lambda:eu-west-1:000000000000:function:f", "", &r));
+  auto err = CheckArnScope(r, "us-east-1", "000000000000");
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->status, 404);
+  ASSERT_FALSE(ParseFunctionRef("111111111111:function:f", "", &r));
+  err = CheckArnScope(r, "us-east-1", "000000000000");
+  ASSERT_TRUE(err.has_value());
+  EXPECT_EQ(err->status, 403);
+  ASSERT_FALSE(ParseFunctionRef("arn:aws:lambda:us-east-1:000000000000:function:f", "", &r));
+  EXPECT_FALSE(CheckArnScope(r, "us-east-1", "000000000000").has_value());
+  ASSERT_FALSE(ParseFunctionRef("f", "", &r));
+  EXPECT_FALSE(CheckArnScope(r, "us-east-1", "000000000000").has_value());
 }
 
 }  // namespace kindling

@@ -281,6 +281,7 @@ class Init {
   std::string last_id_;
 
   bool ready_sent_ = false;
+  bool waiting_sent_ = false;  // kWaiting went out since the last invocation arrived
   uint64_t init_ns_ = 0;
   bool init_reported_ = false;
   std::string version_;
@@ -400,7 +401,7 @@ void Init::Spawn() {
     runtime_pid_ = -1;
     batch_.Add(FrameType::kLog, {text_});
     std::string status = std::to_string(W_EXITCODE(127, 0));
-    batch_.Add(FrameType::kExited, {status});
+    batch_.Add(FrameType::kExited, {status, "0"});
     SendBatch();
     FlushCtlBlocking(kExitFlushMs);
     Exit(0);
@@ -517,6 +518,7 @@ void Init::HandleFrame(protocol::Frame& f) {
   std::swap(inv_, f);  // keeps both frames' string capacity for reuse
   inv_present_ = true;
   inv_delivered_ = false;
+  waiting_sent_ = false;
   inv_start_ns_ = NowNs();
   if (waiter_) {
     Conn& c = *waiter_;
@@ -666,7 +668,7 @@ void Init::OnRuntimeExited(int status, const rusage& ru) {
     AddEndReport(static_cast<uint64_t>(ru.ru_maxrss));
   }
   std::string st = std::to_string(status);
-  batch_.Add(FrameType::kExited, {st});
+  batch_.Add(FrameType::kExited, {st, inv_present_ && inv_delivered_ ? "1" : "0"});
   SendBatch();
   log_.Clear();
   FlushCtlBlocking(kExitFlushMs);
@@ -1073,6 +1075,13 @@ void Init::HandleNext(Conn& c) {
     std::string us = std::to_string(init_ns_ / 1000);
     FlushLog();  // the init phase's output comes first
     batch_.Add(FrameType::kReady, {us});
+    SendBatch();
+  } else if (!inv_present_ && !waiting_sent_) {
+    // Idle again after a result: only now may the worker freeze the sandbox (a runtime that exits
+    // after posting its result is seen exiting instead, before anyone reuses it).
+    waiting_sent_ = true;
+    FlushLog();
+    batch_.Add(FrameType::kWaiting, {});
     SendBatch();
   }
   if (waiter_ && waiter_ != &c) CloseConn(*waiter_);  // a reconnected runtime supersedes it

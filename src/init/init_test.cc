@@ -68,7 +68,7 @@ std::string TempDir() {
 std::string PythonRuntime(const std::string& name, const std::string& body) {
   std::string path = TempDir() + "/" + name + ".py";
   std::ofstream f(path);
-  f << R"PY(import http.client, json, os, sys
+  f << R"PY(import http.client, json, os, sys, time
 api = os.environ["AWS_LAMBDA_RUNTIME_API"]
 conn = http.client.HTTPConnection(api, timeout=30)
 BASE = "/2018-06-01/runtime"
@@ -159,7 +159,8 @@ class InitProcess {
       decoder.Feed(buf, n);
     }
   }
-  // Receives frames until one of type t, appending kLog text to `logs`; other frame types fail.
+  // Receives frames until one of type t, appending kLog text to `logs` and counting kWaiting;
+  // other frame types fail.
   Frame WaitFor(FrameType t, int timeout_ms = kTimeoutMs) {
     Frame f;
     int64_t deadline = NowMs() + timeout_ms;
@@ -167,6 +168,10 @@ class InitProcess {
       if (f.type == FrameType::kLog) {
         logs += f.field(0);
         if (t == FrameType::kLog) return f;
+        continue;
+      }
+      if (f.type == FrameType::kWaiting && t != FrameType::kWaiting) {
+        ++waiting_frames;
         continue;
       }
       if (f.type == t) return f;
@@ -177,6 +182,7 @@ class InitProcess {
     ADD_FAILURE() << "timed out waiting for frame type " << int(t) << "; logs so far: " << logs;
     return Frame{};
   }
+  int waiting_frames = 0;
   // Waits for the process to exit; returns its wait status or -1 on timeout.
   int WaitExit(int timeout_ms = kTimeoutMs) {
     int64_t deadline = NowMs() + timeout_ms;
@@ -359,6 +365,8 @@ while True:
       << r.field(1);
   EXPECT_NE(r.field(1).find(R"("Lambda-Runtime-Cognito-Identity": null)"), std::string::npos);
   EXPECT_NE(r.field(1).find(R"("body": "")"), std::string::npos);
+  // Asking /next again after a result tells the worker the runtime is idle.
+  init.WaitFor(FrameType::kWaiting);
 }
 
 TEST(InitTest, LogLinesAndOrdering) {
@@ -513,8 +521,30 @@ TEST(InitTest, RuntimeExitWithoutNext) {
   int st = std::stoi(f.field(0));
   EXPECT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 7);
+  EXPECT_EQ(f.field(1), "0");  // no invocation was delivered
   EXPECT_EQ(init.logs, "starting\noops\n");
   EXPECT_EQ(init.WaitExit(), 0);
+}
+
+// A runtime that exits after posting a result, before asking for more: no kWaiting, and an
+// invocation sent meanwhile is reported as not delivered (the worker retries it elsewhere).
+TEST(InitTest, ExitAfterResultIsNotWaitingAndUndelivered) {
+  std::string rt = PythonRuntime("exit_after_result", R"PY(
+r, body = next_event()
+post("/invocation/%s/response" % r.getheader("Lambda-Runtime-Aws-Request-Id"), "done")
+time.sleep(0.2)
+os._exit(3)
+)PY");
+  InitProcess init({"python3", rt});
+  init.WaitReady();
+  init.Invoke("e1", "{}");
+  EXPECT_EQ(init.WaitFor(FrameType::kResponse).field(1), "done");
+  init.Invoke("e2", "{}");
+  Frame f = init.WaitFor(FrameType::kExited);
+  EXPECT_EQ(WEXITSTATUS(std::stoi(f.field(0))), 3);
+  EXPECT_EQ(f.field(1), "0");
+  EXPECT_EQ(init.waiting_frames, 0);
+  EXPECT_EQ(init.logs.find("START RequestId: e2"), std::string::npos) << init.logs;
 }
 
 TEST(InitTest, RuntimeGetsNoInheritedFdsAndDevNullStdin) {
@@ -567,6 +597,7 @@ os._exit(5)
   init.Invoke("c1", "{}");
   Frame f = init.WaitFor(FrameType::kExited);
   EXPECT_EQ(WEXITSTATUS(std::stoi(f.field(0))), 5);
+  EXPECT_EQ(f.field(1), "1");  // the runtime had the invocation
   EXPECT_NE(init.logs.find("START RequestId: c1"), std::string::npos) << init.logs;
   EXPECT_LT(init.logs.find("about to crash"), init.logs.find("END RequestId: c1\n")) << init.logs;
   EXPECT_NE(init.logs.find("REPORT RequestId: c1\t"), std::string::npos) << init.logs;
@@ -1017,7 +1048,7 @@ void MeasureRoundTrip(const char* label, std::vector<std::string> runtime) {
     init.SendRaw(invoke);
     do {
       ASSERT_TRUE(init.Recv(&f));
-    } while (f.type == FrameType::kLog);
+    } while (f.type == FrameType::kLog || f.type == FrameType::kWaiting);
     auto t1 = std::chrono::steady_clock::now();
     ASSERT_EQ(f.type, FrameType::kResponse);
     ASSERT_EQ(f.field(0), id);

@@ -16,6 +16,8 @@
 //                                                 runtime asks /next)
 //   init -> worker   kLog* (START line, runtime stdout/stderr, END and REPORT lines)
 //   init -> worker   kResponse | kError          (or kInitError / kExited if the runtime fails)
+//   init -> worker   kWaiting                    (the runtime asked /next again: it is idle, and
+//                                                 the worker may freeze the sandbox)
 // Runtime output goes out in kLog frames of up to 64 KiB, at most ~5 ms after init read it, or
 // sooner together with the next result / kReady / kInitError / kExited. The START line is not
 // written on its own either: it travels with the next frame init sends (runtime output, or
@@ -52,7 +54,10 @@ enum class FrameType : uint8_t {
   kError = 12,     // request_id, error_type, payload (the runtime's JSON error document)
   kInitError = 13, // error_type, payload (JSON error document)
   kLog = 14,       // bytes: log text (runtime output and START/END/REPORT lines)
-  kExited = 15,    // wait_status (decimal, as from waitpid): the runtime process ended
+  kExited = 15,    // wait_status (decimal, as from waitpid), delivered ("1" when the runtime had
+                   // received the outstanding invocation, "0" when there was none or it was still
+                   // held): the runtime process ended
+  kWaiting = 16,   // (no fields) the runtime asked for an event after its first and none is held
 };
 
 struct Frame {

@@ -1,6 +1,9 @@
 #include "store/metadata_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +49,13 @@ Result<FunctionConfig> Decode(const std::string& text) {
 }  // namespace
 
 Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path) {
+  // Function configurations hold secrets (environment variables): owner-only. SQLite gives its
+  // -wal and -shm files the database file's mode.
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Errno("open " + path);
+  fchmod(fd, 0600);
+  close(fd);
+  for (const char* suffix : {"-wal", "-shm"}) chmod((path + suffix).c_str(), 0600);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
       SQLITE_OK) {

@@ -1,6 +1,7 @@
 #include "store/metadata_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/files.h"
@@ -44,6 +45,19 @@ TEST_F(MetadataStoreTest, PersistsAcrossReopen) {
   auto missing = (*store)->Get("b", "$LATEST");
   ASSERT_TRUE(missing.ok());
   EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(MetadataStoreTest, DatabaseFilesAreOwnerOnly) {
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  FunctionConfig fn = Fn("secret");
+  fn.environment = {{"TOKEN", "s3cr3t"}};
+  ASSERT_TRUE((*store)->Put(fn).ok());
+  for (const char* f : {"/m.db", "/m.db-wal"}) {
+    struct stat st;
+    ASSERT_EQ(stat((dir_ + f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0077, 0u) << f;
+  }
 }
 
 TEST_F(MetadataStoreTest, ListPagesInNameOrder) {

@@ -20,6 +20,7 @@ struct InvokeResult {
   std::string log;             // this invocation's log text, at most the last kLogTailBytes
   std::string executed_version = "$LATEST";
   bool cold_start = false;
+  bool undelivered = false;    // the sandbox died before its runtime took the event: safe to retry
   double duration_ms = 0;      // from sending the event to the result
 };
 

@@ -90,8 +90,13 @@ void SandboxSession::OnFrame(const protocol::Frame& frame) {
       return;
     case FrameType::kReady:
       ready_ = true;
+      waiting_ = true;
       init_duration_ms_ = std::atof(frame.field(0).c_str()) / 1000.0;
       wake_.cancel();
+      return;
+    case FrameType::kWaiting:
+      waiting_ = true;
+      if (freeze_when_waiting_) DoFreeze();
       return;
     case FrameType::kResponse:
     case FrameType::kError:
@@ -101,6 +106,7 @@ void SandboxSession::OnFrame(const protocol::Frame& frame) {
       return;
     case FrameType::kExited: {
       int status = std::atoi(frame.field(0).c_str());
+      exit_delivered_ = frame.field(1) == "1";
       MarkDead("Runtime exited with error: " + DescribeWaitStatus(status));
       return;
     }
@@ -133,7 +139,7 @@ std::string SandboxSession::ExitErrorType() {
   return sandbox_->OomKills() > 0 ? "Runtime.OutOfMemory" : "Runtime.ExitError";
 }
 
-awaitable<InvokeResult> SandboxSession::Invoke(InvokeRequest request) {
+awaitable<InvokeResult> SandboxSession::Invoke(const InvokeRequest& request) {
   auto self = shared_from_this();
   InvokeResult out;
   out.executed_version = fn_.version;
@@ -146,6 +152,7 @@ awaitable<InvokeResult> SandboxSession::Invoke(InvokeRequest request) {
   };
 
   Thaw();
+  freeze_when_waiting_ = false;
   invoking_ = true;
   struct Done {
     bool& flag;
@@ -179,6 +186,7 @@ awaitable<InvokeResult> SandboxSession::Invoke(InvokeRequest request) {
   int64_t deadline_ms = NowEpochMs() + int64_t{fn_.timeout_s} * 1000;
   current_id_ = id;
   result_.reset();
+  waiting_ = false;
   std::string frame;
   std::string deadline_text = std::to_string(deadline_ms);
   protocol::Encode(protocol::FrameType::kInvoke,
@@ -214,6 +222,11 @@ awaitable<InvokeResult> SandboxSession::Invoke(InvokeRequest request) {
               std::to_string((sandbox_->PeakMemoryBytes() + (1 << 20) - 1) >> 20) +
               " MB\tStatus: timeout\n");
     Destroy();
+  } else if (!exit_delivered_ && dead_reason_.rfind("Runtime exited", 0) == 0) {
+    // The runtime ended (e.g. exited right after its previous result) before taking this event:
+    // the function never saw it, so the caller may run it on another sandbox.
+    out.undelivered = true;
+    Destroy();
   } else {
     // Died mid-invocation (crash, exit or OOM kill).
     fail(ExitErrorType(), dead_reason_.empty() ? "Runtime exited without providing a reason" : dead_reason_);
@@ -227,6 +240,16 @@ awaitable<InvokeResult> SandboxSession::Invoke(InvokeRequest request) {
 }
 
 void SandboxSession::Freeze() {
+  if (frozen_ || dead_ || invoking_) return;
+  if (waiting_) {
+    DoFreeze();
+  } else {
+    freeze_when_waiting_ = true;
+  }
+}
+
+void SandboxSession::DoFreeze() {
+  freeze_when_waiting_ = false;
   if (frozen_ || dead_ || invoking_) return;
   if (sandbox_->Freeze().ok()) frozen_ = true;
 }

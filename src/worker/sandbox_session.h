@@ -33,8 +33,10 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   // Runs one invocation. A cold sandbox first waits (up to init_timeout) for its runtime to ask for
   // an event. Function errors, timeouts and crashes are results (function_error set); after a
   // timeout, crash or init error the sandbox is dead(). Only one Invoke at a time.
-  boost::asio::awaitable<InvokeResult> Invoke(InvokeRequest request);
+  boost::asio::awaitable<InvokeResult> Invoke(const InvokeRequest& request);  // awaited by the caller
 
+  // Freezes the sandbox once its runtime is idle (blocked asking for the next event): at once when
+  // it is already, else when it asks. Cancelled by the next Invoke.
   void Freeze();
   void Thaw();
   // Kills every process; the session becomes dead(). Idempotent.
@@ -53,6 +55,7 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   void OnFrame(const protocol::Frame& frame);
   void AppendLog(std::string_view text);
   void MarkDead(std::string reason);
+  void DoFreeze();
   // Waits until woken by a frame or the deadline; true when woken before the deadline.
   boost::asio::awaitable<bool> WaitUntil(std::chrono::steady_clock::time_point deadline);
   std::string ExitErrorType();
@@ -70,6 +73,9 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   std::string dead_reason_;
   bool frozen_ = false;
   bool invoking_ = false;  // Freeze() is a no-op while an invocation runs
+  bool waiting_ = false;   // the runtime is blocked in GET /next with nothing held for it
+  bool freeze_when_waiting_ = false;
+  bool exit_delivered_ = false;  // kExited said the runtime had the outstanding invocation
 
   // The current invocation.
   std::string current_id_;
