@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   double idle_timeout_s = 600;
   uint32_t account_concurrency = 1000;
   uint64_t memory_capacity_mb = 0;
+  double freeze_delay_ms = 10;
   std::string runtimes_dir, init_path;
   app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for metadata, code packages and logs")->capture_default_str();
@@ -71,6 +72,8 @@ int main(int argc, char** argv) {
   app.add_option("--idle-timeout", idle_timeout_s, "Seconds an idle sandbox is kept warm")->capture_default_str();
   app.add_option("--account-concurrency", account_concurrency, "Concurrent invocations allowed in total")->capture_default_str();
   app.add_option("--memory-capacity-mb", memory_capacity_mb, "Memory sandboxes may reserve in total (default: twice the host's RAM)");
+  app.add_option("--freeze-delay-ms", freeze_delay_ms,
+                 "Milliseconds an idle sandbox runs on before it is frozen (0: at once)")->capture_default_str();
   app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
   app.add_option("--init", init_path, "Path of the kindling-init binary");
   CLI11_PARSE(app, argc, argv);
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   wopts.runtimes_dir = runtimes_dir;
   wopts.arn = arn;
   wopts.memory_capacity_bytes = memory_capacity_mb << 20;
+  wopts.freeze_delay = std::chrono::microseconds(static_cast<int64_t>(freeze_delay_ms * 1000));
   Worker worker(io, std::move(factory), wopts);
   Placement placement;
   placement.AddWorker(&worker);

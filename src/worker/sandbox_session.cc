@@ -44,13 +44,16 @@ std::string FormatMs(double ms) {
 }  // namespace
 
 SandboxSession::SandboxSession(asio::io_context& io, std::unique_ptr<Sandbox> sandbox,
-                               FunctionConfig fn, std::shared_ptr<FunctionLog> log)
+                               FunctionConfig fn, std::shared_ptr<FunctionLog> log,
+                               std::chrono::microseconds freeze_delay)
     : io_(io),
       sandbox_(std::move(sandbox)),
       fn_(std::move(fn)),
       log_(std::move(log)),
+      freeze_delay_(freeze_delay),
       control_(io, dup(sandbox_->control_fd())),
-      wake_(io) {}
+      wake_(io),
+      freeze_timer_(io) {}
 
 SandboxSession::~SandboxSession() { Destroy(); }
 
@@ -151,8 +154,9 @@ awaitable<InvokeResult> SandboxSession::Invoke(const InvokeRequest& request) {
     AppendLog(IsoTimestamp() + " " + id + " " + message + "\n");
   };
 
-  Thaw();
+  freeze_timer_.cancel();
   freeze_when_waiting_ = false;
+  Thaw();
   invoking_ = true;
   struct Done {
     bool& flag;
@@ -251,7 +255,16 @@ void SandboxSession::Freeze() {
 void SandboxSession::DoFreeze() {
   freeze_when_waiting_ = false;
   if (frozen_ || dead_ || invoking_) return;
-  if (sandbox_->Freeze().ok()) frozen_ = true;
+  if (freeze_delay_.count() == 0) {
+    if (sandbox_->Freeze().ok()) frozen_ = true;
+    return;
+  }
+  freeze_timer_.expires_after(freeze_delay_);
+  freeze_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->frozen_ || self->dead_ || self->invoking_) return;
+    if (self->sandbox_->Freeze().ok()) self->frozen_ = true;
+  });
 }
 
 void SandboxSession::Thaw() {
@@ -263,6 +276,7 @@ void SandboxSession::Thaw() {
 void SandboxSession::Destroy() {
   if (!sandbox_) return;
   MarkDead(dead_reason_.empty() ? "destroyed" : dead_reason_);
+  freeze_timer_.cancel();
   sandbox_->Kill();
   boost::system::error_code ec;
   control_.close(ec);

@@ -23,8 +23,10 @@ namespace kindling {
 
 class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
  public:
+  // freeze_delay: how long an idle runtime may stay unfrozen, so that a sandbox serving a steady
+  // stream of invocations is not frozen and thawed around each one (0 = at once, as Lambda).
   SandboxSession(boost::asio::io_context& io, std::unique_ptr<Sandbox> sandbox, FunctionConfig fn,
-                 std::shared_ptr<FunctionLog> log);
+                 std::shared_ptr<FunctionLog> log, std::chrono::microseconds freeze_delay);
   ~SandboxSession();
 
   // Starts reading control frames. Call once, right after construction.
@@ -35,8 +37,8 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   // timeout, crash or init error the sandbox is dead(). Only one Invoke at a time.
   boost::asio::awaitable<InvokeResult> Invoke(const InvokeRequest& request);  // awaited by the caller
 
-  // Freezes the sandbox once its runtime is idle (blocked asking for the next event): at once when
-  // it is already, else when it asks. Cancelled by the next Invoke.
+  // Freezes the sandbox once its runtime is idle (blocked asking for the next event) and has stayed
+  // so for the freeze delay. Cancelled by the next Invoke.
   void Freeze();
   void Thaw();
   // Kills every process; the session becomes dead(). Idempotent.
@@ -64,8 +66,10 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   std::unique_ptr<Sandbox> sandbox_;
   FunctionConfig fn_;
   std::shared_ptr<FunctionLog> log_;
+  std::chrono::microseconds freeze_delay_;
   boost::asio::posix::stream_descriptor control_;
   boost::asio::steady_timer wake_;
+  boost::asio::steady_timer freeze_timer_;
 
   bool ready_ = false;          // the runtime asked for its first event
   double init_duration_ms_ = 0;

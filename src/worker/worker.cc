@@ -94,7 +94,8 @@ Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConf
 
   auto sandbox = factory_->Create(spec);
   if (!sandbox.ok()) return Status::Error("sandbox creation failed: " + sandbox.status().message());
-  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name));
+  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name),
+                                                  opts_.freeze_delay);
   session->Start();
   sessions_[session->id()] = session;
   return session;

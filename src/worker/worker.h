@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/asio.h"
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@ struct WorkerOptions {
   std::string runtimes_dir;  // host directory holding the runtime clients (python/, node/)
   ArnContext arn;
   uint64_t memory_capacity_bytes = 0;  // what sandboxes may reserve in total (0 = unlimited)
+  std::chrono::microseconds freeze_delay{0};  // see SandboxSession
 };
 
 struct WorkerStats {
