@@ -82,9 +82,17 @@ SANDBOX_LIKE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin", "LANG": "en
                     "TZ": ":UTC", "HOME": "/tmp"}  # as src/worker/worker.cc sets them
 
 
-def run_json(cmd, timeout, env=None):
+def pin_to(cpu):
+    """preexec_fn pinning the child to one CPU (None: no pinning)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def run_json(cmd, timeout, env=None, cpu=None):
     """Runs a bench tool that prints one JSON line; returns the parsed object."""
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                       preexec_fn=pin_to(cpu))
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     if not line:
         raise BenchError("%s printed nothing (rc %d): %s" % (cmd[0], p.returncode, p.stderr[-500:]))
@@ -399,7 +407,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.bin = args.bin_dir
-        self.results = {"machine": machine_facts(), "baseline_http": {}, "warm": {}, "cold": {},
+        self.results = {"machine": machine_facts(), "baseline_http": {}, "baseline_http_pinned": {}, "warm": {}, "cold": {},
                         "exec": {}, "burst": {}, "memory": {}}
         self.problems = []
         self.q = args.quick
@@ -434,7 +442,7 @@ class Bench:
     # --- (a) bare HTTP baseline
 
     def loadgen(self, url, concurrency, label, duration=None, requests=None, warmup=0,
-                headers=None, body=None, expect=None, max_time=None):
+                headers=None, body=None, expect=None, max_time=None, cpu=None):
         cmd = [self.tool("kindling-loadgen"), "--url", url, "--concurrency", str(concurrency),
                "--warmup", str(warmup), "--label", label, "--timeout", "30"]
         if duration is not None:
@@ -449,17 +457,22 @@ class Bench:
             cmd += ["--expect-body", expect.decode()]
         mt = max_time or ((duration or 30) + 90)
         cmd += ["--max-time", str(mt)]
-        return run_json(cmd, timeout=mt + 15)
+        return run_json(cmd, timeout=mt + 15, cpu=cpu)
 
-    def bare_http(self, when):
+    def echo_server(self, cpu=None):
         p = subprocess.Popen([self.tool("kindling-echo-server"), "--listen", "127.0.0.1:0",
                               "--max-seconds", "300"], stdout=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=pin_to(cpu))
+        line = p.stdout.readline().strip()  # "listening 127.0.0.1:PORT"
+        if not line.startswith("listening "):
+            p.kill()
+            p.wait(timeout=10)
+            raise BenchError("echo server did not start: %r" % line)
+        return p, "http://%s/echo" % line.split()[1]
+
+    def bare_http(self, when):
+        p, url = self.echo_server()
         try:
-            line = p.stdout.readline().strip()  # "listening 127.0.0.1:PORT"
-            if not line.startswith("listening "):
-                raise BenchError("echo server did not start: %r" % line)
-            url = "http://%s/echo" % line.split()[1]
             for c in (1, 8):
                 r = self.loadgen(url, c, "echo-c%d" % c, duration=self.args.seconds,
                                  warmup=200 if c == 1 else 50, body=PAYLOAD)
@@ -468,6 +481,22 @@ class Bench:
         finally:
             p.kill()
             p.wait(timeout=10)
+
+    def bare_http_pinned(self):
+        """c=1 with client and server pinned to one vCPU, then to two: the two modes the unpinned
+        baseline flips between (a cross-vCPU wakeup costs ~30 us here, a same-vCPU one ~7 us)."""
+        if (os.cpu_count() or 1) < 2:
+            return
+        for mode, server_cpu, client_cpu in (("same vCPU", 0, 0), ("different vCPUs", 0, 1)):
+            p, url = self.echo_server(server_cpu)
+            try:
+                r = self.loadgen(url, 1, "echo-pinned", duration=min(self.args.seconds, 2.0),
+                                 warmup=200, body=PAYLOAD, cpu=client_cpu)
+                self.results["baseline_http_pinned"][mode] = r
+                log("bare HTTP pinned to %s c=1: p50 %d us" % (mode, r["p50_us"]))
+            finally:
+                p.kill()
+                p.wait(timeout=10)
 
     # --- fork+exec baselines
 
@@ -656,6 +685,7 @@ class Bench:
         try:
             self.exec_baselines()
             self.bare_http("before")
+            self.bare_http_pinned()
             if a.kindlingd:
                 daemon = Daemon(a.kindlingd, tmp, a.daemon_arg or [])
                 daemon.start()
@@ -721,7 +751,9 @@ class Bench:
         w("")
         w("Closed loop, %s s per row, keep-alive, 2-byte payload `{}` echoed back. Ratio = p50 / "
           "median bare-HTTP p50 at the same concurrency (bare HTTP measured before, between and "
-          "after the invoke rows). Sandboxes = runtime processes of that runtime alive under "
+          "after the invoke rows); in parentheses at c=1, the ratio to the bare round trip with client and "
+          "server pinned to different vCPUs, the slower of the two modes the unpinned baseline "
+          "flips between on 2 vCPUs. Sandboxes = runtime processes of that runtime alive under "
           "kindlingd after the row. CPU = user+system time of kindlingd and of all sandbox "
           "processes during the row, per invoke (10 ms tick resolution)." % self.args.seconds)
         w("")
@@ -734,12 +766,18 @@ class Bench:
             # not): it is measured several times in the run and the ratio uses the median p50.
             b50 = statistics.median(r["p50_us"] for _, r in rows) if rows else None
             lines = [("bare HTTP (echo server), %s" % when, r, None) for when, r in rows]
+            if c == 1:
+                lines += [("bare HTTP (echo server), pinned to %s (not in the median)" % mode, r,
+                           None) for mode, r in R["baseline_http_pinned"].items()]
             lines += [("warm invoke, %s" % RUNTIMES[rt][0], R["warm"].get("%s-c%d" % (rt, c)), rt)
                       for rt in RUNTIMES]
             for label, r, key in lines:
                 if not r:
                     continue
                 ratio = "%.1fx" % (r["p50_us"] / b50) if (b50 and key) else ""
+                cross = R["baseline_http_pinned"].get("different vCPUs")
+                if ratio and c == 1 and cross and cross["p50_us"] > 0:
+                    ratio += " (%.1fx)" % (r["p50_us"] / cross["p50_us"])
                 tgt = WARM_TARGET_X.get(key) if c == 1 else None
                 sb = cpu = ""
                 if "runtime_processes" in r:
