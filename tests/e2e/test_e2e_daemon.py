@@ -144,11 +144,8 @@ def test_out_of_capacity_is_a_clean_error(new_daemon, packages):
     assert invoke(c, name, {})[0]["StatusCode"] == 200  # warm sandboxes serve again
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "idle (frozen) sandboxes keep their memory reservation until --idle-timeout (600 s by default): "
-    "once they fill --memory-capacity-mb, every other function's invoke fails with 500 "
-    "ServiceException 'no worker has 512 MB free for a new sandbox' although nothing is running; "
-    "idle sandboxes of other functions should be evicted to make room"))
+# Regression: idle sandboxes kept their reservation until the idle timeout, and every other
+# function's invoke failed with 500 ServiceException 'no worker has 512 MB free'.
 def test_idle_sandboxes_make_room_for_other_functions(new_daemon, packages):
     d = new_daemon(extra_args=["--memory-capacity-mb", "1024"])
     c = h.boto_client(d.endpoint)
