@@ -249,3 +249,16 @@ def test_delete_during_an_invocation(client, daemon, py_app):
     assert "marker" in result.get("body", {}), result
     h.wait_for(lambda: sandbox_of(result["body"]) not in daemon.sandbox_ids(), 5,
                what="the deleted function's sandbox to be destroyed")
+
+
+def test_recreated_function_never_gets_the_old_sandbox(client, daemon, packages):
+    name = h.unique_name("reborn")
+    create_fn(client, name, packages["python"])
+    old = echo(client, name)
+    assert old["tag"] == "py-v1"
+    client.delete_function(FunctionName=name)
+    create_fn(client, name, packages["python"], Code={"ZipFile": packages["python"].v2},
+              Environment={"Variables": {"FOO": "reborn"}})
+    new = echo(client, name)
+    assert new["tag"] == "py-v2" and new["foo"] == "reborn"
+    assert new["marker"] != old["marker"] and new["count"] == 1
