@@ -9,62 +9,85 @@ namespace kindling {
 
 using boost::asio::awaitable;
 
-awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call, std::string request_id) {
-  FunctionRef ref;
-  if (auto err = ParseFunctionRef(call.function, call.qualifier, &ref)) co_return *err;
-  if (auto err = CheckArnScope(ref, arn_.region, arn_.account_id)) co_return *err;
-  const std::string& type = call.invocation_type;
-  if (!type.empty() && type != "RequestResponse" && type != "DryRun" && type != "Event")
-    co_return ApiError::Validation(
-        "1 validation error detected: Value '" + type.substr(0, 64) +
-        "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: "
-        "[Event, RequestResponse, DryRun]");
-  if (!call.log_type.empty() && call.log_type != "None" && call.log_type != "Tail")
-    co_return ApiError::Validation(
-        "1 validation error detected: Value '" + call.log_type.substr(0, 64) +
-        "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
-
+std::variant<FunctionConfig, ApiError> Frontend::Resolve(const FunctionRef& ref) {
   std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
   const FunctionConfig* found = registry_.Find(ref.name, version);
   if (!found) {
     std::string arn = arn_.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
-    co_return ApiError::NotFound("Function not found: " + arn);
+    return ApiError::NotFound("Function not found: " + arn);
   }
-  FunctionConfig fn = *found;  // the registry may change while this invocation runs
+  return *found;  // a copy: the registry may change while the invocation runs
+}
 
-  if (type == "Event")
-    co_return ApiError::InvalidParameter(
-        "InvocationType Event (asynchronous invocation) is not available on this Kindling server yet.");
-  if (call.payload.size() > kMaxSyncPayloadBytes)
-    co_return ApiError::TooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation");
+std::variant<PreparedInvoke, ApiError> Frontend::Prepare(InvokeCall call) {
+  FunctionRef ref;
+  if (auto err = ParseFunctionRef(call.function, call.qualifier, &ref)) return *err;
+  if (auto err = CheckArnScope(ref, arn_.region, arn_.account_id)) return *err;
+  const std::string& type = call.invocation_type;
+  if (!type.empty() && type != "RequestResponse" && type != "DryRun" && type != "Event")
+    return ApiError::Validation(
+        "1 validation error detected: Value '" + type.substr(0, 64) +
+        "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: "
+        "[Event, RequestResponse, DryRun]");
+  if (!call.log_type.empty() && call.log_type != "None" && call.log_type != "Tail")
+    return ApiError::Validation(
+        "1 validation error detected: Value '" + call.log_type.substr(0, 64) +
+        "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
+
+  auto resolved = Resolve(ref);
+  if (auto* err = std::get_if<ApiError>(&resolved)) return *err;
+
+  bool async = type == "Event";
+  size_t limit = async ? kMaxAsyncPayloadBytes : kMaxSyncPayloadBytes;
+  if (call.payload.size() > limit)
+    return ApiError::TooLarge("Request must be smaller than " + std::to_string(limit) +
+                              " bytes for the InvokeFunction operation");
   if (call.payload.empty()) call.payload = "{}";
   if (!nlohmann::json::accept(call.payload))
-    co_return ApiError::InvalidContent("Could not parse request body into json: Could not parse payload into json");
+    return ApiError::InvalidContent("Could not parse request body into json: Could not parse payload into json");
 
-  std::string client_context;
+  PreparedInvoke p;
   if (!call.client_context.empty()) {
     bool ok = call.client_context.size() <= kMaxClientContextBytes &&
-              Base64Decode(call.client_context, &client_context) &&
-              nlohmann::json::accept(client_context);
-    if (!ok) co_return ApiError::InvalidParameter("Client context must be a valid Base64-encoded JSON object.");
+              Base64Decode(call.client_context, &p.client_context) &&
+              nlohmann::json::accept(p.client_context);
+    if (!ok) return ApiError::InvalidParameter("Client context must be a valid Base64-encoded JSON object.");
   }
+  p.fn = std::move(std::get<FunctionConfig>(resolved));
+  p.invoked_arn = arn_.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
+  p.invocation_type = type.empty() ? "RequestResponse" : type;
+  p.log_type = call.log_type;
+  p.payload = std::move(call.payload);
+  return p;
+}
 
+awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call, std::string request_id) {
+  auto prepared = Prepare(std::move(call));
+  if (auto* err = std::get_if<ApiError>(&prepared)) co_return *err;
+  PreparedInvoke& p = std::get<PreparedInvoke>(prepared);
+  if (p.invocation_type == "Event")
+    co_return ApiError::InvalidParameter(
+        "InvocationType Event (asynchronous invocation) is not available on this Kindling server yet.");
+  co_return co_await Run(std::move(p), std::move(request_id));
+}
+
+awaitable<std::variant<InvokeReply, ApiError>> Frontend::Run(PreparedInvoke p, std::string request_id) {
+  const FunctionConfig& fn = p.fn;
   InvokeReply reply;
   reply.executed_version = fn.version;
-  if (type == "DryRun") {
+  if (p.invocation_type == "DryRun") {
     reply.status = 204;
     co_return reply;
   }
-
   if (auto throttled = counting_.Acquire(fn.name)) {
     metrics_.RecordThrottle(fn.name);
     co_return *throttled;
   }
   InvokeRequest request;
   request.request_id = request_id;
-  request.payload = std::move(call.payload);
-  request.invoked_arn = arn_.FunctionArn(fn.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
-  request.client_context = std::move(client_context);
+  request.payload = std::move(p.payload);
+  request.invoked_arn = std::move(p.invoked_arn);
+  request.client_context = std::move(p.client_context);
   request.trace_id = "Root=1-" + request_id.substr(0, 8) + "-" + HexEncode(request_id.substr(9, 12)) +
                      ";Parent=" + request_id.substr(24, 12) + "0000;Sampled=0";
   auto result = co_await assignment_.Invoke(fn, std::move(request));
@@ -78,7 +101,7 @@ awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call,
   reply.body = std::move(r.payload);
   reply.function_error = std::move(r.function_error);
   reply.executed_version = r.executed_version;
-  if (call.log_type == "Tail") {
+  if (p.log_type == "Tail") {
     std::string_view tail = r.log;
     if (tail.size() > kLogTailBytes) tail = tail.substr(tail.size() - kLogTailBytes);
     reply.log_result = Base64Encode(tail);

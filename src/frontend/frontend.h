@@ -14,12 +14,14 @@
 #include "common/function.h"
 #include "common/metrics.h"
 #include "frontend/counting.h"
+#include "frontend/function_name.h"
 #include "store/function_registry.h"
 
 namespace kindling {
 
 constexpr size_t kMaxSyncPayloadBytes = 6291456;      // 6 MB request
 constexpr size_t kMaxSyncResponseBytes = 6291556;     // what Lambda lets a function return
+constexpr size_t kMaxAsyncPayloadBytes = 1048576;     // 1 MB event (InvocationType Event)
 constexpr size_t kMaxClientContextBytes = 3583;
 
 struct InvokeCall {
@@ -28,6 +30,16 @@ struct InvokeCall {
   std::string invocation_type;  // X-Amz-Invocation-Type ("" = RequestResponse)
   std::string log_type;         // X-Amz-Log-Type
   std::string client_context;   // X-Amz-Client-Context (base64)
+  std::string payload;
+};
+
+// A validated invocation of a resolved function version.
+struct PreparedInvoke {
+  FunctionConfig fn;
+  std::string invoked_arn;      // the ARN as the caller named it (with qualifier if any)
+  std::string invocation_type;  // RequestResponse | DryRun | Event
+  std::string log_type;
+  std::string client_context;   // decoded JSON, or ""
   std::string payload;
 };
 
@@ -45,10 +57,20 @@ class Frontend {
            Metrics& metrics, ArnContext arn)
       : registry_(registry), counting_(counting), assignment_(assignment), metrics_(metrics), arn_(arn) {}
 
+  // Validates a call and resolves its function version (no side effects): the step the
+  // asynchronous path takes before it accepts an event.
+  std::variant<PreparedInvoke, ApiError> Prepare(InvokeCall call);
+  // Prepare + Run for RequestResponse and DryRun calls.
   boost::asio::awaitable<std::variant<InvokeReply, ApiError>> Invoke(InvokeCall call,
                                                                      std::string request_id);
+  // Admits a prepared call through Counting and runs it on a sandbox.
+  boost::asio::awaitable<std::variant<InvokeReply, ApiError>> Run(PreparedInvoke prepared,
+                                                                  std::string request_id);
 
  private:
+  // FunctionName + qualifier -> the function version to run.
+  std::variant<FunctionConfig, ApiError> Resolve(const FunctionRef& ref);
+
   FunctionRegistry& registry_;
   Counting& counting_;
   AssignmentService& assignment_;
