@@ -23,6 +23,19 @@ constexpr const char* kFunctionsPrefix = "/2015-03-31/functions";
 constexpr size_t kMaxControlBodyBytes = 69905067;  // Lambda's CreateFunction request limit
 constexpr size_t kMaxSmallBodyBytes = 1 << 20;
 
+std::string ListMarker(const std::string& name) { return Base64Encode(name); }
+
+// "{prefix}{name}{suffix}" -> name ("" when path has another shape).
+std::string FunctionSubresource(std::string_view path, std::string_view prefix, std::string_view suffix) {
+  if (path.size() <= prefix.size() + suffix.size() || path.substr(0, prefix.size()) != prefix ||
+      path.substr(path.size() - suffix.size()) != suffix)
+    return "";
+  std::string_view name = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
+  return name.find('/') == std::string_view::npos ? std::string(name) : "";
+}
+
+}  // namespace
+
 HttpResponse JsonResponse(int status, const json& body) {
   HttpResponse r;
   r.status = status;
@@ -30,17 +43,19 @@ HttpResponse JsonResponse(int status, const json& body) {
   return r;
 }
 
-// Parses a request body as a JSON object.
-std::variant<json, ApiError> ParseBody(const std::string& body) {
+HttpResponse NoContent() {
+  HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  return r;
+}
+
+std::variant<json, ApiError> ParseJsonBody(const std::string& body) {
   json doc = json::parse(body.empty() ? std::string("{}") : body, nullptr, false);
   if (doc.is_discarded() || !doc.is_object())
     return ApiError::InvalidContent("Could not parse request body into json: the body is not a JSON object.");
   return doc;
 }
-
-std::string ListMarker(const std::string& name) { return Base64Encode(name); }
-
-}  // namespace
 
 HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id) {
   HttpResponse r;
@@ -53,11 +68,12 @@ HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id)
 }
 
 LambdaApi::LambdaApi(asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
-                     AssignmentService& assignment, Worker& worker, Metrics& metrics,
-                     LambdaApiOptions options)
+                     Counting& counting, AssignmentService& assignment, Worker& worker,
+                     Metrics& metrics, LambdaApiOptions options)
     : io_(io),
       registry_(registry),
       frontend_(frontend),
+      counting_(counting),
       assignment_(assignment),
       worker_(worker),
       metrics_(metrics),
@@ -87,6 +103,16 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
   HttpResponse resp;
   if (path == "/metrics" && m == "GET") {
     resp = RenderMetrics();
+  } else if (path == "/2016-08-19/account-settings" || path == "/2016-08-19/account-settings/") {
+    resp = m == "GET" ? GetAccountSettings(req)
+                      : ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
+  } else if (auto name = FunctionSubresource(path, "/2017-10-31/functions/", "/concurrency"); !name.empty()) {
+    if (m == "PUT") resp = PutFunctionConcurrency(req, name);
+    else if (m == "DELETE") resp = DeleteFunctionConcurrency(req, name);
+    else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
+  } else if (auto name = FunctionSubresource(path, "/2019-09-30/functions/", "/concurrency"); !name.empty()) {
+    if (m == "GET") resp = GetFunctionConcurrency(req, name);
+    else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
   } else if (path.rfind("/kindling/code/", 0) == 0 && m == "GET") {
     resp = GetCode(std::string(path.substr(15)));
   } else if (path.rfind(kFunctionsPrefix, 0) == 0) {
@@ -148,7 +174,7 @@ awaitable<std::optional<ApiError>> LambdaApi::StoreCode(const std::string& zip_b
 
 awaitable<HttpResponse> LambdaApi::CreateFunction(HttpRequest& req) {
   std::string rid = NewRequestId();
-  auto parsed = ParseBody(req.body);
+  auto parsed = ParseJsonBody(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) co_return ErrorResponse(*e, rid);
   json& body = std::get<json>(parsed);
   if (!body.contains("FunctionName") || !body["FunctionName"].is_string())
@@ -188,10 +214,13 @@ HttpResponse LambdaApi::GetFunction(HttpRequest& req, const std::string& name, b
   json config = ToFunctionConfiguration(fn, options_.arn);
   if (configuration_only) return JsonResponse(200, config);
   std::string host = req.Header("host").empty() ? "127.0.0.1:9000" : req.Header("host");
-  return JsonResponse(200, {{"Configuration", config},
-                            {"Code", {{"RepositoryType", "S3"},
-                                      {"Location", "http://" + host + "/kindling/code/" + fn.code_digest + ".zip"}}},
-                            {"Tags", json::object()}});
+  json body = {{"Configuration", config},
+               {"Code", {{"RepositoryType", "S3"},
+                         {"Location", "http://" + host + "/kindling/code/" + fn.code_digest + ".zip"}}},
+               {"Tags", json::object()}};
+  int64_t reserved = counting_.Reserved(fn.name);
+  if (reserved >= 0) body["Concurrency"] = {{"ReservedConcurrentExecutions", reserved}};
+  return JsonResponse(200, body);
 }
 
 HttpResponse LambdaApi::ListFunctions(HttpRequest& req) {
@@ -234,15 +263,13 @@ HttpResponse LambdaApi::DeleteFunction(HttpRequest& req, const std::string& name
   Status s = registry_.Delete(fn_name);
   if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
   assignment_.Retire(fn_name, "");
-  HttpResponse r;
-  r.status = 204;
-  r.content_type.clear();
-  return r;
+  counting_.ClearReserved(fn_name);
+  return NoContent();
 }
 
 awaitable<HttpResponse> LambdaApi::UpdateFunctionCode(HttpRequest& req, const std::string& name) {
   std::string rid = NewRequestId();
-  auto parsed = ParseBody(req.body);
+  auto parsed = ParseJsonBody(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) co_return ErrorResponse(*e, rid);
   json& body = std::get<json>(parsed);
   auto found = Resolve(name, "");
@@ -274,7 +301,7 @@ awaitable<HttpResponse> LambdaApi::UpdateFunctionCode(HttpRequest& req, const st
 
 HttpResponse LambdaApi::UpdateFunctionConfiguration(HttpRequest& req, const std::string& name) {
   std::string rid = NewRequestId();
-  auto parsed = ParseBody(req.body);
+  auto parsed = ParseJsonBody(req.body);
   if (auto* e = std::get_if<ApiError>(&parsed)) return ErrorResponse(*e, rid);
   json& body = std::get<json>(parsed);
   auto found = Resolve(name, "");

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "api/http_server.h"
 #include "assignment/assignment_service.h"
 #include "common/api_error.h"
 #include "common/metrics.h"
+#include "frontend/counting.h"
 #include "frontend/frontend.h"
 #include "store/function_registry.h"
 #include "worker/worker.h"
@@ -26,7 +28,8 @@ struct LambdaApiOptions {
 class LambdaApi : public HttpHandler {
  public:
   LambdaApi(boost::asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
-            AssignmentService& assignment, Worker& worker, Metrics& metrics, LambdaApiOptions options);
+            Counting& counting, AssignmentService& assignment, Worker& worker, Metrics& metrics,
+            LambdaApiOptions options);
   ~LambdaApi() override;
 
   size_t BodyLimit(const std::string& method, const std::string& path) override;
@@ -43,6 +46,11 @@ class LambdaApi : public HttpHandler {
   HttpResponse UpdateFunctionConfiguration(HttpRequest& req, const std::string& name);
   Reply Invoke(HttpRequest& req, const std::string& name);
   HttpResponse GetCode(const std::string& file);
+  // Reserved concurrency and account settings (concurrency_api.cc).
+  HttpResponse PutFunctionConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse GetFunctionConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse DeleteFunctionConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse GetAccountSettings(HttpRequest& req);
   HttpResponse RenderMetrics();
 
   // Extracts a base64 zip on the blocking pool and fills the code fields of fn.
@@ -53,6 +61,7 @@ class LambdaApi : public HttpHandler {
   boost::asio::io_context& io_;
   FunctionRegistry& registry_;
   Frontend& frontend_;
+  Counting& counting_;
   AssignmentService& assignment_;
   Worker& worker_;
   Metrics& metrics_;
@@ -62,5 +71,11 @@ class LambdaApi : public HttpHandler {
 
 // The HTTP form of an ApiError (status, x-amzn-ErrorType, {"Type","message"} body).
 HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id);
+// A JSON document with a status.
+HttpResponse JsonResponse(int status, const nlohmann::json& body);
+// An empty 204.
+HttpResponse NoContent();
+// Parses a request body as a JSON object (an empty body is {}).
+std::variant<nlohmann::json, ApiError> ParseJsonBody(const std::string& body);
 
 }  // namespace kindling

@@ -14,7 +14,23 @@ AssignmentService::AssignmentService(asio::io_context& io, Placement& placement,
                                      AssignmentOptions options)
     : io_(io), placement_(placement), options_(options), reaper_(io) {}
 
+bool AssignmentService::TakeScalingToken(const std::string& function) {
+  auto now = steady_clock::now();
+  double limit = options_.scaling_limit;
+  auto [it, fresh] = scaling_.try_emplace(function, ScalingBucket{limit, now});
+  ScalingBucket& b = it->second;
+  double window_s = std::chrono::duration<double>(options_.scaling_window).count();
+  double elapsed_s = std::chrono::duration<double>(now - b.refilled).count();
+  b.tokens = std::min(limit, b.tokens + (window_s > 0 ? elapsed_s * limit / window_s : limit));
+  b.refilled = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
 Result<std::shared_ptr<SandboxSession>> AssignmentService::StartSandbox(const FunctionConfig& fn) {
+  if (!TakeScalingToken(fn.name))
+    return Status::Coded(kScalingThrottled, "the function starts new sandboxes faster than its scaling rate");
   for (;;) {
     auto worker = placement_.Choose({fn.name, fn.memory_mb});
     if (worker.ok()) return (*worker)->CreateSandbox(fn);
@@ -54,7 +70,7 @@ awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& 
       auto created = StartSandbox(fn);
       if (!created.ok()) {
         const Status& s = created.status();
-        if (s.code().empty()) co_return s;
+        if (s.code().empty() || s.code() == kScalingThrottled) co_return s;
         InvokeResult failed;  // the function's fault, e.g. no bootstrap in its package
         failed.function_error = "Unhandled";
         failed.cold_start = true;

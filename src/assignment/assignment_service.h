@@ -25,7 +25,14 @@ namespace kindling {
 
 struct AssignmentOptions {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
+  // Scaling rate: each function may start at most scaling_limit new sandboxes per scaling_window
+  // (Lambda: 1000 per 10 s), refilled continuously. Beyond it a cold start is throttled.
+  uint32_t scaling_limit = 1000;
+  std::chrono::milliseconds scaling_window{std::chrono::seconds(10)};
 };
+
+// The Status code of a cold start refused by the scaling rate (the frontend answers 429).
+constexpr const char* kScalingThrottled = "FunctionInvocationRateLimitExceeded";
 
 class AssignmentService {
  public:
@@ -59,6 +66,8 @@ class AssignmentService {
   };
   // A new sandbox for fn from the worker Placement picks; evicts idle sandboxes to make room.
   Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn);
+  // Takes one token of fn's scaling budget; false when it is spent.
+  bool TakeScalingToken(const std::string& function);
   // Destroys the idle sandbox unused for longest; false when none is idle.
   bool EvictLeastRecentlyUsed();
   void Release(Pool& pool, const std::shared_ptr<SandboxSession>& session);
@@ -70,6 +79,11 @@ class AssignmentService {
   AssignmentOptions options_;
   boost::asio::steady_timer reaper_;
   bool stopped_ = false;
+  struct ScalingBucket {
+    double tokens;
+    std::chrono::steady_clock::time_point refilled;
+  };
+  std::map<std::string, ScalingBucket> scaling_;
   // Keyed by function + "\n" + version + "\n" + revision. Pools are never erased while busy.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
 };

@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
   uint32_t account_concurrency = 1000;
   uint64_t memory_capacity_mb = 0;
   double freeze_delay_ms = 10;
+  uint32_t scaling_limit = 1000;
+  double scaling_window_s = 10;
   std::string runtimes_dir, init_path;
   app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for metadata, code packages and logs")->capture_default_str();
@@ -74,6 +76,9 @@ int main(int argc, char** argv) {
   app.add_option("--memory-capacity-mb", memory_capacity_mb, "Memory sandboxes may reserve in total (default: twice the host's RAM)");
   app.add_option("--freeze-delay-ms", freeze_delay_ms,
                  "Milliseconds an idle sandbox runs on before it is frozen (0: at once)")->capture_default_str();
+  app.add_option("--scaling-limit", scaling_limit,
+                 "New sandboxes each function may start per scaling window")->capture_default_str();
+  app.add_option("--scaling-window", scaling_window_s, "Seconds of the scaling window")->capture_default_str();
   app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
   app.add_option("--init", init_path, "Path of the kindling-init binary");
   CLI11_PARSE(app, argc, argv);
@@ -132,12 +137,21 @@ int main(int argc, char** argv) {
   placement.AddWorker(&worker);
   AssignmentOptions aopts;
   aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
+  aopts.scaling_limit = scaling_limit;
+  aopts.scaling_window = std::chrono::milliseconds(static_cast<int64_t>(scaling_window_s * 1000));
   AssignmentService assignment(io, placement, aopts);
   assignment.Start();
   Metrics metrics;
   Counting counting(account_concurrency);
+  for (std::string after;;) {  // reservations survive restarts
+    auto page = registry.store().List("$LATEST", after, 1000);
+    if (!page.ok() || page->empty()) break;
+    for (const FunctionConfig& fn : *page)
+      if (fn.reserved_concurrency >= 0) counting.SetReserved(fn.name, fn.reserved_concurrency);
+    after = page->back().name;
+  }
   Frontend frontend(registry, counting, assignment, metrics, arn);
-  LambdaApi api(io, registry, frontend, assignment, worker, metrics, {arn, wopts.code_root});
+  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, {arn, wopts.code_root});
   HttpServer server(io, api);
   auto bound = server.Listen(host, port);
   if (!bound.ok()) return Fail(bound.status().message());

@@ -38,6 +38,7 @@ json ToStored(const FunctionConfig& fn) {
   json doc = ToFunctionConfiguration(fn, ArnContext{});
   doc.erase("FunctionArn");
   doc["CodeDigest"] = fn.code_digest;
+  if (fn.reserved_concurrency >= 0) doc["ReservedConcurrentExecutions"] = fn.reserved_concurrency;
   return doc;
 }
 
@@ -59,6 +60,7 @@ bool FromStored(const json& doc, FunctionConfig* fn) {
     fn->code_digest = doc.at("CodeDigest").get<std::string>();
     fn->last_modified = doc.at("LastModified").get<std::string>();
     fn->revision_id = doc.at("RevisionId").get<std::string>();
+    fn->reserved_concurrency = doc.value("ReservedConcurrentExecutions", -1);
     return true;
   } catch (const json::exception&) {
     return false;

@@ -92,6 +92,10 @@ awaitable<std::variant<InvokeReply, ApiError>> Frontend::Run(PreparedInvoke p, s
                      ";Parent=" + request_id.substr(24, 12) + "0000;Sampled=0";
   auto result = co_await assignment_.Invoke(fn, std::move(request));
   counting_.Release(fn.name);
+  if (!result.ok() && result.status().code() == kScalingThrottled) {
+    metrics_.RecordThrottle(fn.name);
+    co_return ApiError{429, "TooManyRequestsException", "Rate Exceeded.", kScalingThrottled};
+  }
   if (!result.ok()) {
     metrics_.RecordServiceError(fn.name);
     co_return ApiError::Service("Kindling could not run the function: " + result.status().message());
