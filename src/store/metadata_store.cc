@@ -28,6 +28,8 @@ class Stmt {
     sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
   }
   void Bind(int i, int v) { sqlite3_bind_int(stmt_, i, v); }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  int64_t Int64(int col) { return sqlite3_column_int64(stmt_, col); }
   int Step() { return sqlite3_step(stmt_); }
   std::string Text(int col) {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
@@ -46,7 +48,43 @@ Result<FunctionConfig> Decode(const std::string& text) {
   return fn;
 }
 
+Result<AliasConfig> DecodeAlias(const std::string& text) {
+  auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  AliasConfig alias;
+  if (doc.is_discarded() || !FromStoredAlias(doc, &alias)) return Status::Error("corrupt alias record");
+  return alias;
+}
+
+// The order of a function's versions: $LATEST (0) first, then version numbers.
+constexpr const char* kVersionOrder =
+    "(CASE WHEN version = '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END)";
+
+int64_t VersionOrder(const std::string& version) {
+  return version == "$LATEST" ? 0 : strtoll(version.c_str(), nullptr, 10);
+}
+
 }  // namespace
+
+// One write transaction: rolled back unless Commit() succeeded.
+class MetadataStore::Transaction {
+ public:
+  explicit Transaction(MetadataStore* store) : store_(store) { status_ = store_->Exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (status_.ok() && !done_) store_->Exec("ROLLBACK");
+  }
+  const Status& status() const { return status_; }
+  Status Commit() {
+    done_ = true;
+    Status s = store_->Exec("COMMIT");
+    if (!s.ok()) store_->Exec("ROLLBACK");
+    return s;
+  }
+
+ private:
+  MetadataStore* store_;
+  Status status_;
+  bool done_ = false;
+};
 
 Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path) {
   // Function configurations hold secrets (environment variables): owner-only. SQLite gives its
@@ -68,7 +106,12 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
   for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                           "CREATE TABLE IF NOT EXISTS functions ("
                           " name TEXT NOT NULL, version TEXT NOT NULL, doc TEXT NOT NULL,"
-                          " PRIMARY KEY (name, version))"}) {
+                          " PRIMARY KEY (name, version))",
+                          "CREATE TABLE IF NOT EXISTS version_counters ("
+                          " name TEXT PRIMARY KEY, last INTEGER NOT NULL)",
+                          "CREATE TABLE IF NOT EXISTS aliases ("
+                          " function TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,"
+                          " PRIMARY KEY (function, name))"}) {
     Status s = store->Exec(sql);
     if (!s.ok()) return s;
   }
@@ -122,11 +165,152 @@ Result<std::optional<FunctionConfig>> MetadataStore::Get(const std::string& name
 }
 
 Result<int> MetadataStore::DeleteFunction(const std::string& name) {
-  Stmt st(db_, "DELETE FROM functions WHERE name = ?");
+  Transaction txn(this);
+  if (!txn.status().ok()) return txn.status();
+  int deleted = 0;
+  for (const char* sql : {"DELETE FROM aliases WHERE function = ?", "DELETE FROM version_counters WHERE name = ?",
+                          "DELETE FROM functions WHERE name = ?"}) {
+    Stmt st(db_, sql);
+    if (!st.ok()) return SqlError(db_, "prepare");
+    st.Bind(1, name);
+    if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete");
+    deleted = sqlite3_changes(db_);  // the last statement's: function records
+  }
+  Status s = txn.Commit();
+  if (!s.ok()) return s;
+  return deleted;
+}
+
+Result<FunctionConfig> MetadataStore::PublishVersion(FunctionConfig fn) {
+  Transaction txn(this);
+  if (!txn.status().ok()) return txn.status();
+  int64_t last = 0;
+  {
+    // The counter, or (a database from before versions had one) the highest stored number.
+    Stmt st(db_, "SELECT MAX(n) FROM (SELECT last AS n FROM version_counters WHERE name = ?1"
+                 " UNION ALL SELECT CAST(version AS INTEGER) FROM functions WHERE name = ?1 AND version != '$LATEST')");
+    if (!st.ok()) return SqlError(db_, "prepare");
+    st.Bind(1, fn.name);
+    if (st.Step() != SQLITE_ROW) return SqlError(db_, "version counter");
+    last = st.Int64(0);
+  }
+  fn.version = std::to_string(last + 1);
+  {
+    Stmt st(db_, "INSERT OR REPLACE INTO version_counters (name, last) VALUES (?, ?)");
+    if (!st.ok()) return SqlError(db_, "prepare");
+    st.Bind(1, fn.name);
+    st.Bind(2, last + 1);
+    if (st.Step() != SQLITE_DONE) return SqlError(db_, "version counter");
+  }
+  auto inserted = Insert(fn);
+  if (!inserted.ok()) return inserted.status();
+  if (!*inserted) return Status::Error("version " + fn.version + " of " + fn.name + " exists already");
+  Status s = txn.Commit();
+  if (!s.ok()) return s;
+  return fn;
+}
+
+Result<std::optional<FunctionConfig>> MetadataStore::LatestPublished(const std::string& name) {
+  std::string sql = std::string("SELECT doc FROM functions WHERE name = ? AND version != '$LATEST' ORDER BY ") +
+                    kVersionOrder + " DESC LIMIT 1";
+  Stmt st(db_, sql.c_str());
   if (!st.ok()) return SqlError(db_, "prepare");
   st.Bind(1, name);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete");
-  return sqlite3_changes(db_);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<FunctionConfig>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "latest version");
+  auto fn = Decode(st.Text(0));
+  if (!fn.ok()) return fn.status();
+  return std::optional<FunctionConfig>(std::move(fn).value());
+}
+
+Result<std::vector<FunctionConfig>> MetadataStore::ListVersions(const std::string& name, const std::string& after,
+                                                                int limit) {
+  std::string sql = std::string("SELECT doc FROM functions WHERE name = ? AND ") + kVersionOrder + " > ? ORDER BY " +
+                    kVersionOrder + " LIMIT ?";
+  Stmt st(db_, sql.c_str());
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, name);
+  st.Bind(2, after.empty() ? int64_t{-1} : VersionOrder(after));
+  st.Bind(3, limit);
+  std::vector<FunctionConfig> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto fn = Decode(st.Text(0));
+    if (!fn.ok()) return fn.status();
+    out.push_back(std::move(fn).value());
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "list versions");
+  return out;
+}
+
+Result<bool> MetadataStore::DeleteVersion(const std::string& name, const std::string& version) {
+  Stmt st(db_, "DELETE FROM functions WHERE name = ? AND version = ? AND version != '$LATEST'");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, name);
+  st.Bind(2, version);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete version");
+  return sqlite3_changes(db_) == 1;
+}
+
+Result<bool> MetadataStore::InsertAlias(const AliasConfig& alias) {
+  Stmt st(db_, "INSERT OR IGNORE INTO aliases (function, name, doc) VALUES (?, ?, ?)");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, alias.function);
+  st.Bind(2, alias.name);
+  st.Bind(3, ToStoredAlias(alias).dump());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "insert alias");
+  return sqlite3_changes(db_) == 1;
+}
+
+Status MetadataStore::PutAlias(const AliasConfig& alias) {
+  Stmt st(db_, "INSERT OR REPLACE INTO aliases (function, name, doc) VALUES (?, ?, ?)");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, alias.function);
+  st.Bind(2, alias.name);
+  st.Bind(3, ToStoredAlias(alias).dump());
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put alias");
+  return Status::Ok();
+}
+
+Result<std::optional<AliasConfig>> MetadataStore::GetAlias(const std::string& function, const std::string& name) {
+  Stmt st(db_, "SELECT doc FROM aliases WHERE function = ? AND name = ?");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, function);
+  st.Bind(2, name);
+  int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<AliasConfig>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "get alias");
+  auto alias = DecodeAlias(st.Text(0));
+  if (!alias.ok()) return alias.status();
+  return std::optional<AliasConfig>(std::move(alias).value());
+}
+
+Result<bool> MetadataStore::DeleteAlias(const std::string& function, const std::string& name) {
+  Stmt st(db_, "DELETE FROM aliases WHERE function = ? AND name = ?");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, function);
+  st.Bind(2, name);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete alias");
+  return sqlite3_changes(db_) == 1;
+}
+
+Result<std::vector<AliasConfig>> MetadataStore::ListAliases(const std::string& function,
+                                                            const std::string& after_name, int limit) {
+  Stmt st(db_, "SELECT doc FROM aliases WHERE function = ? AND name > ? ORDER BY name LIMIT ?");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, function);
+  st.Bind(2, after_name);
+  st.Bind(3, limit);
+  std::vector<AliasConfig> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto alias = DecodeAlias(st.Text(0));
+    if (!alias.ok()) return alias.status();
+    out.push_back(std::move(alias).value());
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "list aliases");
+  return out;
 }
 
 Result<std::vector<FunctionConfig>> MetadataStore::List(const std::string& version,

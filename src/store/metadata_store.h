@@ -1,5 +1,8 @@
 // MetadataStore: durable function metadata in an embedded SQLite database (WAL) under the data
-// directory. Keys are (function name, version); values are FunctionConfig records.
+// directory. Tables (created if absent, so older databases keep working):
+//   functions        (name, version) -> FunctionConfig: "$LATEST" and the published versions
+//   version_counters name -> the last version number handed out (numbers are never reused)
+//   aliases          (function, name) -> AliasConfig
 //
 // Thread safety: not thread-safe; kindlingd uses it from its control thread only.
 #pragma once
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "common/function.h"
+#include "store/alias.h"
 #include "common/status.h"
 
 struct sqlite3;
@@ -27,8 +31,30 @@ class MetadataStore {
   // Inserts only if absent: returns false (and writes nothing) when the key exists.
   Result<bool> Insert(const FunctionConfig& fn);
   Result<std::optional<FunctionConfig>> Get(const std::string& name, const std::string& version);
-  // Deletes every version of the function; returns how many records went.
+  // Deletes every version and alias of the function and its version counter; returns how many
+  // function records went.
   Result<int> DeleteFunction(const std::string& name);
+
+  // Versions. PublishVersion stores fn under the next version number of fn.name (one past the
+  // highest ever handed out, even if that version was deleted since) in one transaction, and
+  // returns the stored record (fn with .version set).
+  Result<FunctionConfig> PublishVersion(FunctionConfig fn);
+  // The highest-numbered published version that still exists, if any.
+  Result<std::optional<FunctionConfig>> LatestPublished(const std::string& name);
+  // $LATEST first, then published versions in number order; `after` is the last version of the
+  // previous page ("" = from the start), at most `limit` records.
+  Result<std::vector<FunctionConfig>> ListVersions(const std::string& name, const std::string& after, int limit);
+  // Deletes one published version; false when it did not exist.
+  Result<bool> DeleteVersion(const std::string& name, const std::string& version);
+
+  // Aliases.
+  Result<bool> InsertAlias(const AliasConfig& alias);  // false (nothing written) when it exists
+  Status PutAlias(const AliasConfig& alias);            // inserts or replaces
+  Result<std::optional<AliasConfig>> GetAlias(const std::string& function, const std::string& name);
+  Result<bool> DeleteAlias(const std::string& function, const std::string& name);
+  // Aliases of `function` ordered by name, starting after `after_name`, at most `limit`.
+  Result<std::vector<AliasConfig>> ListAliases(const std::string& function, const std::string& after_name,
+                                               int limit);
   // Functions' records for `version` ordered by name, starting after `after_name`, at most `limit`.
   Result<std::vector<FunctionConfig>> List(const std::string& version, const std::string& after_name,
                                            int limit);
@@ -36,6 +62,7 @@ class MetadataStore {
   Result<std::vector<std::string>> CodeDigestsInUse();
 
  private:
+  class Transaction;
   explicit MetadataStore(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
   sqlite3* db_;

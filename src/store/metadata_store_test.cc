@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/files.h"
+#include "common/function_json.h"
 #include "store/function_registry.h"
 
 namespace kindling {
@@ -100,6 +101,156 @@ TEST_F(MetadataStoreTest, CorruptRecordIsAnErrorNotACrash) {
   auto reopened = MetadataStore::Open(dir_ + "/m.db");
   ASSERT_TRUE(reopened.ok());
   EXPECT_FALSE((*reopened)->Get("a", "$LATEST").ok());
+}
+
+TEST_F(MetadataStoreTest, VersionNumbersAreNeverReused) {
+  {
+    auto store = MetadataStore::Open(dir_ + "/m.db");
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Put(Fn("a")).ok());
+    auto v1 = (*store)->PublishVersion(Fn("a"));
+    ASSERT_TRUE(v1.ok());
+    EXPECT_EQ(v1->version, "1");
+    auto v2 = (*store)->PublishVersion(Fn("a"));
+    ASSERT_TRUE(v2.ok());
+    EXPECT_EQ(v2->version, "2");
+    auto other = (*store)->PublishVersion(Fn("b"));  // numbers are per function
+    ASSERT_TRUE(other.ok());
+    EXPECT_EQ(other->version, "1");
+    auto deleted = (*store)->DeleteVersion("a", "2");
+    ASSERT_TRUE(deleted.ok() && *deleted);
+    deleted = (*store)->DeleteVersion("a", "2");
+    ASSERT_TRUE(deleted.ok());
+    EXPECT_FALSE(*deleted);
+    deleted = (*store)->DeleteVersion("a", "$LATEST");  // never through this call
+    ASSERT_TRUE(deleted.ok());
+    EXPECT_FALSE(*deleted);
+  }
+  auto store = MetadataStore::Open(dir_ + "/m.db");  // the counter is durable
+  ASSERT_TRUE(store.ok());
+  auto v3 = (*store)->PublishVersion(Fn("a"));
+  ASSERT_TRUE(v3.ok());
+  EXPECT_EQ(v3->version, "3");
+  auto latest = (*store)->LatestPublished("a");
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->version, "3");
+  // Deleting the function resets the numbering, as a new function starts at 1.
+  ASSERT_TRUE((*store)->DeleteFunction("a").ok());
+  ASSERT_TRUE((*store)->Put(Fn("a")).ok());
+  auto again = (*store)->PublishVersion(Fn("a"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->version, "1");
+}
+
+TEST_F(MetadataStoreTest, ListVersionsLatestFirstThenByNumber) {
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put(Fn("a")).ok());
+  for (int i = 0; i < 11; ++i) ASSERT_TRUE((*store)->PublishVersion(Fn("a")).ok());
+  auto page = (*store)->ListVersions("a", "", 3);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ((*page)[0].version, "$LATEST");
+  EXPECT_EQ((*page)[1].version, "1");
+  EXPECT_EQ((*page)[2].version, "2");
+  page = (*store)->ListVersions("a", "9", 10);  // numeric order: 10 after 9, not after 1
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].version, "10");
+  EXPECT_EQ((*page)[1].version, "11");
+  auto none = (*store)->ListVersions("missing", "", 10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(MetadataStoreTest, AliasesPersistAndGoWithTheFunction) {
+  AliasConfig live{"a", "live", "1", "prod", "2", 0.25, "rev-1"};
+  {
+    auto store = MetadataStore::Open(dir_ + "/m.db");
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Put(Fn("a")).ok());
+    auto inserted = (*store)->InsertAlias(live);
+    ASSERT_TRUE(inserted.ok() && *inserted);
+    inserted = (*store)->InsertAlias(live);
+    ASSERT_TRUE(inserted.ok());
+    EXPECT_FALSE(*inserted);  // duplicate
+    ASSERT_TRUE((*store)->InsertAlias({"a", "beta", "$LATEST", "", "", 0, "rev-2"}).ok());
+    ASSERT_TRUE((*store)->InsertAlias({"b", "live", "1", "", "", 0, "rev-3"}).ok());
+  }
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  auto got = (*store)->GetAlias("a", "live");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->function_version, "1");
+  EXPECT_EQ((*got)->additional_version, "2");
+  EXPECT_DOUBLE_EQ((*got)->additional_weight, 0.25);
+  EXPECT_EQ((*got)->description, "prod");
+  auto list = (*store)->ListAliases("a", "", 10);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "beta");
+  EXPECT_TRUE((*list)[0].additional_version.empty());
+  list = (*store)->ListAliases("a", "beta", 10);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].name, "live");
+  ASSERT_TRUE((*store)->DeleteFunction("a").ok());
+  EXPECT_FALSE((*store)->GetAlias("a", "live")->has_value());
+  EXPECT_TRUE((*store)->GetAlias("b", "live")->has_value());  // other functions keep theirs
+  auto deleted = (*store)->DeleteAlias("b", "live");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  EXPECT_FALSE((*store)->GetAlias("b", "live")->has_value());
+}
+
+TEST_F(MetadataStoreTest, OpensADatabaseFromBeforeVersions) {
+  // A metadata.db written before the versions and aliases tables existed.
+  std::string path = dir_ + "/old.db";
+  std::string doc = ToStored(Fn("old")).dump();
+  std::string quoted;
+  for (char c : doc) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  std::string sql = "CREATE TABLE functions (name TEXT NOT NULL, version TEXT NOT NULL, doc TEXT NOT NULL,"
+                    " PRIMARY KEY (name, version)); INSERT INTO functions VALUES ('old', '$LATEST', '" + quoted + "');";
+  ASSERT_TRUE(WriteFile(dir_ + "/old.sql", sql).ok());
+  ASSERT_EQ(system(("sqlite3 " + path + " < " + dir_ + "/old.sql").c_str()), 0);
+  auto store = MetadataStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  auto got = (*store)->Get("old", "$LATEST");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  auto v1 = (*store)->PublishVersion(**got);
+  ASSERT_TRUE(v1.ok());
+  EXPECT_EQ(v1->version, "1");
+  EXPECT_TRUE((*store)->ListAliases("old", "", 10)->empty());
+}
+
+TEST_F(MetadataStoreTest, RegistryKeepsVersionsAndAliasesCoherent) {
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  FunctionRegistry registry(std::move(store).value());
+  ASSERT_TRUE(registry.Insert(Fn("a")).ok());
+  EXPECT_EQ(registry.Find("a", "1"), nullptr);  // cached as absent...
+  auto v1 = registry.PublishVersion(*registry.Find("a", "$LATEST"));
+  ASSERT_TRUE(v1.ok());
+  const FunctionConfig* found = registry.Find("a", "1");  // ...and present once published
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->version, "1");
+
+  EXPECT_EQ(registry.FindAlias("a", "live"), nullptr);
+  ASSERT_TRUE(registry.InsertAlias({"a", "live", "1", "", "", 0, "r1"}).ok());
+  ASSERT_NE(registry.FindAlias("a", "live"), nullptr);
+  ASSERT_TRUE(registry.PutAlias({"a", "live", "$LATEST", "", "", 0, "r2"}).ok());
+  EXPECT_EQ(registry.FindAlias("a", "live")->function_version, "$LATEST");
+  EXPECT_EQ(registry.store().GetAlias("a", "live").value()->revision_id, "r2");
+
+  auto deleted = registry.DeleteVersion("a", "1");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  EXPECT_EQ(registry.Find("a", "1"), nullptr);
+  ASSERT_TRUE(registry.DeleteAlias("a", "live").ok());
+  EXPECT_EQ(registry.FindAlias("a", "live"), nullptr);
+
+  ASSERT_TRUE(registry.InsertAlias({"a", "other", "$LATEST", "", "", 0, "r3"}).ok());
+  ASSERT_NE(registry.FindAlias("a", "other"), nullptr);
+  ASSERT_TRUE(registry.Delete("a").ok());
+  EXPECT_EQ(registry.FindAlias("a", "other"), nullptr);
+  EXPECT_EQ(registry.Find("a", "$LATEST"), nullptr);
 }
 
 }  // namespace kindling
