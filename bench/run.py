@@ -190,6 +190,43 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def foreign_ticks():
+    """pid -> CPU ticks (own + reaped children) of every user-space process that is not this
+    benchmark or below it (kernel threads excluded: they also work on our behalf)."""
+    table = proc_table()
+    ours = set(descendants(os.getpid())) | {os.getpid()}
+    out = {}
+    for pid, (ppid, _) in table.items():
+        if pid in ours or pid == 2 or ppid == 2:
+            continue
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+            fields = st[st.rindex(")") + 2:].split()
+            out[pid] = sum(int(x) for x in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+class ForeignLoad:
+    """CPU that processes outside this benchmark used during a section, in % of all vCPUs: the
+    fleet is shared, and on 2 vCPUs every foreign process shows in the numbers. Processes that
+    both start and exit inside the section count through their parent's reaped-children time."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.snap = foreign_ticks()
+
+    def percent(self):
+        wall = time.monotonic() - self.t0
+        now = foreign_ticks()
+        used = sum(t - self.snap.get(pid, 0) for pid, t in now.items())
+        if wall <= 0:
+            return 0.0
+        return max(0.0, 100.0 * used / (wall * CLK_TCK * (os.cpu_count() or 1)))
+
+
 def pss_kib(pid):
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
@@ -474,8 +511,10 @@ class Bench:
         p, url = self.echo_server()
         try:
             for c in (1, 8):
+                fl = ForeignLoad()
                 r = self.loadgen(url, c, "echo-c%d" % c, duration=self.args.seconds,
                                  warmup=200 if c == 1 else 50, body=PAYLOAD)
+                r["foreign_cpu_pct"] = fl.percent()
                 self.results["baseline_http"]["%s-c%d" % (when, c)] = r
                 log("bare HTTP (%s) c=%d: p50 %d us, %.0f req/s" % (when, c, r["p50_us"], r["rps"]))
         finally:
@@ -490,8 +529,10 @@ class Bench:
         for mode, server_cpu, client_cpu in (("same vCPU", 0, 0), ("different vCPUs", 0, 1)):
             p, url = self.echo_server(server_cpu)
             try:
+                fl = ForeignLoad()
                 r = self.loadgen(url, 1, "echo-pinned", duration=min(self.args.seconds, 2.0),
                                  warmup=200, body=PAYLOAD, cpu=client_cpu)
+                r["foreign_cpu_pct"] = fl.percent()
                 self.results["baseline_http_pinned"][mode] = r
                 log("bare HTTP pinned to %s c=1: p50 %d us" % (mode, r["p50_us"]))
             finally:
@@ -510,9 +551,11 @@ class Bench:
         ]
         for key, argv, reps in cases:
             try:
+                fl = ForeignLoad()
                 r = run_json([self.tool("kindling-exec-bench"), "--reps", str(reps), "--warmup", "3",
                               "--max-time", "30", "--label", key, "--"] + argv, timeout=45,
                              env=SANDBOX_LIKE_ENV)
+                r["foreign_cpu_pct"] = fl.percent()
                 self.results["exec"][key] = r
                 log("fork+exec %s: p50 %.0f us" % (key, r["p50_us"]))
             except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
@@ -529,6 +572,7 @@ class Bench:
                 # the warm-up requests: close enough at 30-100 warm-up vs thousands measured).
                 before = descendants(daemon.proc.pid)
                 cpu0 = (cpu_seconds([daemon.proc.pid]), cpu_seconds(before))
+                fl = ForeignLoad()
                 try:
                     r = self.loadgen(api.endpoint + path, c, "%s-c%d" % (rt, c),
                                      duration=self.args.seconds, warmup=100 if c == 1 else 30,
@@ -543,6 +587,7 @@ class Bench:
                 r["sandbox_cpu_us_per_invoke"] = (cpu_seconds(after) - cpu0[1]) / n * 1e6
                 r["runtime_processes"] = sum(1 for comm in after.values()
                                              if comm in RUNTIMES[rt][2])
+                r["foreign_cpu_pct"] = fl.percent()
                 self.results["warm"]["%s-c%d" % (rt, c)] = r
                 log("warm %s c=%d: p50 %d us p99 %d us, %.0f req/s, non2xx %d, errors %d" % (
                     rt, c, r["p50_us"], r["p99_us"], r["rps"], r["non2xx"], r["errors"]))
@@ -561,6 +606,7 @@ class Bench:
         for rt, name in names.items():
             inv = TimedInvoker(api, port)
             cold, warm, init_seen, bad = [], [], [], []
+            fl = ForeignLoad()
             deadline = time.monotonic() + self.args.cold_budget
             for i in range(reps):
                 if time.monotonic() > deadline:
@@ -600,7 +646,8 @@ class Bench:
                     bad.append("new function %s: %s: %s" % (fname, type(e).__name__, e))
             inv.close()
             self.results["cold"][rt] = {"cold_us": cold, "warm_us": warm, "init_seen": init_seen,
-                                        "new_fn_us": new, "failures": bad}
+                                        "new_fn_us": new, "failures": bad,
+                                        "foreign_cpu_pct": fl.percent()}
             if cold:
                 log("cold %s: median %.1f ms over %d (warm %.2f ms), new fn median %s" % (
                     rt, statistics.median(cold) / 1000, len(cold),
@@ -629,8 +676,10 @@ class Bench:
                 before = {p for p, c in descendants(daemon.proc.pid).items() if c in comms}
                 path = api.invoke_path(name)
                 hdrs = api.signed_headers("POST", path, PAYLOAD)
+                fl = ForeignLoad()
                 r = self.loadgen(api.endpoint + path, k, "%s-burst%d" % (rt, k), requests=k,
                                  warmup=0, headers=hdrs, body=PAYLOAD, expect=PAYLOAD, max_time=120)
+                r["foreign_cpu_pct"] = fl.percent()
                 desc = descendants(daemon.proc.pid)
                 new = {p for p, c in desc.items() if c in comms} - before
                 r["new_runtime_processes"] = len(new)
@@ -725,12 +774,19 @@ class Bench:
                     log("kept %s (daemon log: %s)" % (tmp, daemon.log_path))
             if not a.keep_tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return self.report()
+        try:
+            return self.report()
+        except Exception:  # noqa: BLE001 - never lose the measurements to a report bug
+            traceback.print_exc()
+            return json.dumps({"results": self.results, "problems": self.problems}, indent=1)
 
     # --- report
 
     def report(self):
         R = self.results
+
+        def pct(v):
+            return "" if v is None else "%.0f%%" % v
         m = R["machine"]
         m["loadavg_end"] = loadavg()
         out = []
@@ -755,11 +811,13 @@ class Bench:
           "server pinned to different vCPUs, the slower of the two modes the unpinned baseline "
           "flips between on 2 vCPUs. Sandboxes = runtime processes of that runtime alive under "
           "kindlingd after the row. CPU = user+system time of kindlingd and of all sandbox "
-          "processes during the row, per invoke (10 ms tick resolution)." % self.args.seconds)
+          "processes during the row, per invoke (10 ms tick resolution). Other load = CPU used by "
+          "processes outside this benchmark during the row, in %% of all vCPUs (the fleet is shared; "
+          "rows with a high value are noisy)." % self.args.seconds)
         w("")
         w("| what | c | p50 | p99 | max | req/s | p50 ratio | target | non-2xx / errors | "
-          "sandboxes | CPU µs/invoke kindlingd + sandbox |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+          "sandboxes | CPU µs/invoke kindlingd + sandbox | other load |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|")
         for c in (1, 8):
             rows = [(k.split("-")[0], r) for k, r in base.items() if k.endswith("-c%d" % c)]
             # The loopback baseline is bimodal on 2 vCPUs (client and server on the same vCPU or
@@ -784,12 +842,12 @@ class Bench:
                     sb = str(r["runtime_processes"])
                     cpu = "%.0f + %.0f" % (r["daemon_cpu_us_per_invoke"],
                                            r["sandbox_cpu_us_per_invoke"])
-                w("| %s | %d | %d | %d | %d | %.0f | %s | %s | %d / %d | %s | %s |" % (
+                w("| %s | %d | %d | %d | %d | %.0f | %s | %s | %d / %d | %s | %s | %s |" % (
                     label, c, r["p50_us"], r["p99_us"], r["max_us"], r["rps"], ratio,
                     "≤ %gx" % tgt if tgt else "", r["non2xx"], r["errors"] + r["warmup_errors"],
-                    sb, cpu))
+                    sb, cpu, pct(r.get("foreign_cpu_pct"))))
             if b50:
-                w("| **bare HTTP median p50 (ratio base)** | %d | %g | | | | 1x | | | | |"
+                w("| **bare HTTP median p50 (ratio base)** | %d | %g | | | | 1x | | | | | |"
                   % (c, b50))
         w("")
 
@@ -807,8 +865,8 @@ class Bench:
         w("")
         w("| runtime | n | cold p50 (ms) | cold max (ms) | warm p50 (ms) | cold − warm (ms) | new fn "
           "p50 (ms) | baseline | baseline p50 (ms) | cold / baseline | target | Init Duration "
-          "logged | Init Duration p50 (ms) |")
-        w("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|")
+          "logged | Init Duration p50 (ms) | other load |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|")
         ex = R["exec"]
         bl = {"provided": ("bootstrap --exit", ex.get("bootstrap_exit")),
               "python": ("python3 -c pass", ex.get("python")),
@@ -817,7 +875,7 @@ class Bench:
                "node": ""}
         for rt, c in R["cold"].items():
             if not c["cold_us"]:
-                w("| %s | 0 | failed: %s ||||||||||| |" % (RUNTIMES[rt][0],
+                w("| %s | 0 | failed: %s |||||||||||| |" % (RUNTIMES[rt][0],
                                                         (c["failures"] or ["?"])[0][:120]))
                 continue
             cm = statistics.median(c["cold_us"]) / 1000
@@ -827,21 +885,21 @@ class Bench:
             bm = b["p50_us"] / 1000 if b else None
             seen = [x for x in c["init_seen"] if x is not None]
             inits = [x for x in seen if x is not False]
-            w("| %s | %d | %.2f | %.2f | %.3f | %.2f | %s | `%s` | %s | %s | %s | %s | %s |" % (
+            w("| %s | %d | %.2f | %.2f | %.3f | %.2f | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
                 RUNTIMES[rt][0], len(c["cold_us"]), cm, max(c["cold_us"]) / 1000, wm, cm - wm, nm,
                 bname, "%.2f" % bm if bm else "-", "%.2fx" % (cm / bm) if bm else "-", tgt[rt],
                 "%d/%d" % (len(inits), len(seen)) if seen else "no log tail",
-                "%.2f" % statistics.median(inits) if inits else "-"))
+                "%.2f" % statistics.median(inits) if inits else "-", pct(c.get("foreign_cpu_pct"))))
         w("")
         w("fork+exec+wait baselines (no isolation, environment: %s):" % " ".join(
             "%s=%s" % kv for kv in SANDBOX_LIKE_ENV.items()))
         w("")
-        w("| command | reps | p50 (ms) | p90 (ms) | max (ms) |")
-        w("|---|---:|---:|---:|---:|")
+        w("| command | reps | p50 (ms) | p90 (ms) | max (ms) | other load |")
+        w("|---|---:|---:|---:|---:|---:|")
         for key, r in ex.items():
-            w("| `%s` | %d | %.3f | %.3f | %.3f |" % (r["cmd"].replace(self.bin + "/", ""), r["reps"],
-                                                    r["p50_us"] / 1000, r["p90_us"] / 1000,
-                                                    r["max_us"] / 1000))
+            w("| `%s` | %d | %.3f | %.3f | %.3f | %s |" % (
+                r["cmd"].replace(self.bin + "/", ""), r["reps"], r["p50_us"] / 1000,
+                r["p90_us"] / 1000, r["max_us"] / 1000, pct(r.get("foreign_cpu_pct"))))
         w("")
         if R["burst"]:
             w("## Sandbox creation burst")
@@ -851,13 +909,14 @@ class Bench:
               "under kindlingd in /proc afterwards. Rate = new sandboxes / wall time of the burst "
               "(a lower bound on the creation rate: it includes the invokes). Target ≥ 400/s.")
             w("")
-            w("| runtime | K | wall (ms) | new sandboxes | sandboxes/s | p50 (ms) | max (ms) | status |")
-            w("|---|---:|---:|---:|---:|---:|---:|---|")
+            w("| runtime | K | wall (ms) | new sandboxes | sandboxes/s | p50 (ms) | max (ms) | status "
+              "| other load |")
+            w("|---|---:|---:|---:|---:|---:|---:|---|---:|")
             for rt, r in R["burst"].items():
-                w("| %s | %d | %.1f | %d | %.0f | %.1f | %.1f | %s |" % (
+                w("| %s | %d | %.1f | %d | %.0f | %.1f | %.1f | %s | %s |" % (
                     RUNTIMES[rt][0], r["concurrency"], r["elapsed_s"] * 1000,
                     r["new_runtime_processes"], r["rate_per_s"], r["p50_us"] / 1000,
-                    r["max_us"] / 1000, json.dumps(r["status"])))
+                    r["max_us"] / 1000, json.dumps(r["status"]), pct(r.get("foreign_cpu_pct"))))
             w("")
         if R["memory"]:
             w("## Idle memory per sandbox (PSS)")
