@@ -3,6 +3,7 @@
 #include <regex>
 #include <set>
 
+#include "async/event_invoke_config.h"
 #include "worker/runtimes.h"
 
 namespace kindling {
@@ -135,6 +136,15 @@ std::optional<ApiError> ApplyFunctionConfiguration(const json& body, bool creati
     architectures = {"x86_64"};
   }
 
+  std::string dead_letter = fn->dead_letter_arn;
+  if (body.contains("DeadLetterConfig") && !body["DeadLetterConfig"].is_null()) {
+    const json& dl = body["DeadLetterConfig"];
+    if (!dl.is_object()) return ApiError::InvalidParameter("DeadLetterConfig must be an object.");
+    dead_letter.clear();
+    if (auto e = StringField(dl, "TargetArn", &dead_letter)) return e;
+    if (auto e = ValidateDeadLetterTarget(dead_letter)) return e;
+  }
+
   fn->runtime = runtime;
   fn->handler = handler;
   fn->role = role;
@@ -144,6 +154,7 @@ std::optional<ApiError> ApplyFunctionConfiguration(const json& body, bool creati
   fn->ephemeral_mb = ephemeral;
   fn->environment = std::move(environment);
   fn->architectures = std::move(architectures);
+  fn->dead_letter_arn = std::move(dead_letter);
   return std::nullopt;
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/function_validation.h"
+#include "async/async_invoker.h"
 #include "code/code_package.h"
 #include "common/clock.h"
 #include "common/files.h"
@@ -115,6 +116,10 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
     else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
   } else if (path.rfind("/kindling/code/", 0) == 0 && m == "GET") {
     resp = GetCode(std::string(path.substr(15)));
+  } else if (path == "/kindling/queues" || path.rfind("/kindling/queues/", 0) == 0) {
+    resp = co_await LocalQueueRoute(req, path.substr(16));  // event_config_api.cc
+  } else if (path.rfind("/2019-09-25/functions/", 0) == 0) {
+    resp = co_await EventInvokeConfigRoute(req, path.substr(22));  // event_config_api.cc
   } else if (path.rfind(kFunctionsPrefix, 0) == 0) {
     std::string_view rest = path.substr(strlen(kFunctionsPrefix));
     if (rest.empty() || rest == "/") {
@@ -264,6 +269,7 @@ HttpResponse LambdaApi::DeleteFunction(HttpRequest& req, const std::string& name
   if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
   assignment_.Retire(fn_name, "");
   counting_.ClearReserved(fn_name);
+  if (async_) async_->ForgetFunction(fn_name);  // its event-invoke-configs go with it
   return NoContent();
 }
 
@@ -320,6 +326,7 @@ HttpResponse LambdaApi::UpdateFunctionConfiguration(HttpRequest& req, const std:
 }
 
 awaitable<HttpResponse> LambdaApi::Invoke(HttpRequest& req, const std::string& name) {
+  if (req.Header("x-amz-invocation-type") == "Event") co_return co_await InvokeEvent(req, name);
   std::string rid = NewRequestId();
   InvokeCall call;
   call.function = name;
@@ -357,6 +364,7 @@ HttpResponse LambdaApi::GetCode(const std::string& file) {
 
 HttpResponse LambdaApi::RenderMetrics() {
   assignment_.ExportGauges(metrics_);
+  if (async_) async_->ExportGauges(metrics_);
   WorkerStats stats = worker_.Stats();
   metrics_.SetGauge("kindling_worker_sandboxes", static_cast<double>(stats.sandboxes));
   metrics_.SetGauge("kindling_worker_memory_reserved_bytes", static_cast<double>(stats.memory_reserved_bytes));

@@ -20,6 +20,8 @@
 
 namespace kindling {
 
+class AsyncInvoker;
+
 struct LambdaApiOptions {
   ArnContext arn;
   std::string code_root;  // where packages are extracted
@@ -35,6 +37,8 @@ class LambdaApi : public HttpHandler {
   size_t BodyLimit(const std::string& method, const std::string& path) override;
   HttpResponse TooLarge(const std::string& method, const std::string& path) override;
   boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) override;
+  // Enables InvocationType Event, event-invoke-config and local queues (event_config_api.cc).
+  void SetAsync(AsyncInvoker* async) { async_ = async; }
 
  private:
   using Reply = boost::asio::awaitable<HttpResponse>;
@@ -52,6 +56,11 @@ class LambdaApi : public HttpHandler {
   HttpResponse DeleteFunctionConcurrency(HttpRequest& req, const std::string& name);
   HttpResponse GetAccountSettings(HttpRequest& req);
   HttpResponse RenderMetrics();
+  // Asynchronous invocation (event_config_api.cc): Event invokes, /2019-09-25 event-invoke-config
+  // routes, /kindling/queues local queues.
+  Reply InvokeEvent(HttpRequest& req, const std::string& name);
+  Reply EventInvokeConfigRoute(HttpRequest& req, std::string_view rest);
+  Reply LocalQueueRoute(HttpRequest& req, std::string_view rest);
 
   // Extracts a base64 zip on the blocking pool and fills the code fields of fn.
   boost::asio::awaitable<std::optional<ApiError>> StoreCode(const std::string& zip_base64, FunctionConfig* fn);
@@ -66,6 +75,7 @@ class LambdaApi : public HttpHandler {
   Worker& worker_;
   Metrics& metrics_;
   LambdaApiOptions options_;
+  AsyncInvoker* async_ = nullptr;  // not owned; null: asynchronous invocation is off
   boost::asio::thread_pool blocking_{1};  // zip extraction: keeps the invoke path responsive
 };
 

@@ -2,7 +2,8 @@
 // component: Lambda API frontend, counting, assignment, placement, one worker and its sandboxes.
 //
 // Startup order: data directory -> metadata store -> sandbox factory (sweeping what an earlier
-// run left behind) -> worker -> placement -> assignment -> frontend -> API listener.
+// run left behind) -> worker -> placement -> assignment -> frontend -> async queue (events.db, its
+// pollers) -> API listener.
 // SIGTERM/SIGINT: stop accepting, destroy every sandbox, exit 0.
 #include <limits.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "api/http_server.h"
 #include "api/lambda_api.h"
 #include "assignment/assignment_service.h"
+#include "async/async_invoker.h"
 #include "code/code_package.h"
 #include "common/files.h"
 #include "common/ids.h"
@@ -79,6 +81,11 @@ int main(int argc, char** argv) {
   app.add_option("--scaling-limit", scaling_limit,
                  "New sandboxes each function may start per scaling window")->capture_default_str();
   app.add_option("--scaling-window", scaling_window_s, "Seconds of the scaling window")->capture_default_str();
+  AsyncOptions async_opts;
+  app.add_option("--async-delay-scale", async_opts.delay_scale,
+                 "Multiplier for asynchronous retry delays and backoffs (tests: 0.01)")->capture_default_str();
+  app.add_option("--async-concurrency", async_opts.concurrency,
+                 "Asynchronous deliveries in flight at most")->capture_default_str();
   app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
   app.add_option("--init", init_path, "Path of the kindling-init binary");
   CLI11_PARSE(app, argc, argv);
@@ -152,12 +159,19 @@ int main(int argc, char** argv) {
   }
   Frontend frontend(registry, counting, assignment, metrics, arn);
   LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, {arn, wopts.code_root});
+  // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
+  async_opts.arn = arn;
+  auto async = AsyncInvoker::Open(io, data_dir + "/events.db", frontend, metrics, async_opts);
+  if (!async.ok()) return Fail(async.status().message());
+  api.SetAsync(async->get());
+  (*async)->Start();
   HttpServer server(io, api);
   auto bound = server.Listen(host, port);
   if (!bound.ok()) return Fail(bound.status().message());
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
+    (*async)->Stop();
     fprintf(stderr, "kindlingd: signal %d, shutting down\n", sig);
     server.Stop();
     assignment.Shutdown();

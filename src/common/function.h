@@ -26,6 +26,7 @@ struct FunctionConfig {
   std::string code_digest;   // hex SHA-256: names the extracted code directory
   std::string last_modified; // "2026-11-27T22:40:10.000+0000"
   std::string revision_id;   // changes on every update; sandboxes are bound to one revision
+  std::string dead_letter_arn;  // DeadLetterConfig.TargetArn (SQS/SNS ARN), "" = none
   int reserved_concurrency = -1;  // PutFunctionConcurrency (function-wide, kept on $LATEST); -1 = none
 };
 

@@ -8,7 +8,7 @@ json ToFunctionConfiguration(const FunctionConfig& fn, const ArnContext& arn) {
   json env = json::object();
   for (const auto& [k, v] : fn.environment) env[k] = v;
   std::string fn_arn = arn.FunctionArn(fn.name);
-  return json{
+  json doc = json{
       {"FunctionName", fn.name},
       {"FunctionArn", fn.version == "$LATEST" ? fn_arn : fn_arn + ":" + fn.version},
       {"Runtime", fn.runtime},
@@ -32,6 +32,8 @@ json ToFunctionConfiguration(const FunctionConfig& fn, const ArnContext& arn) {
       {"SnapStart", {{"ApplyOn", "None"}, {"OptimizationStatus", "Off"}}},
       {"LoggingConfig", {{"LogFormat", "Text"}, {"LogGroup", "/aws/lambda/" + fn.name}}},
   };
+  if (!fn.dead_letter_arn.empty()) doc["DeadLetterConfig"] = {{"TargetArn", fn.dead_letter_arn}};
+  return doc;
 }
 
 json ToStored(const FunctionConfig& fn) {
@@ -60,6 +62,7 @@ bool FromStored(const json& doc, FunctionConfig* fn) {
     fn->code_digest = doc.at("CodeDigest").get<std::string>();
     fn->last_modified = doc.at("LastModified").get<std::string>();
     fn->revision_id = doc.at("RevisionId").get<std::string>();
+    if (doc.contains("DeadLetterConfig")) fn->dead_letter_arn = doc["DeadLetterConfig"].value("TargetArn", "");
     fn->reserved_concurrency = doc.value("ReservedConcurrentExecutions", -1);
     return true;
   } catch (const json::exception&) {

@@ -48,6 +48,14 @@ std::string Metrics::RenderPrometheus() const {
     out += "kindling_invocation_duration_ms_count{function=\"" + fn + "\"} " + std::to_string(f.count) + "\n";
   }
   std::string last_name;
+  for (const auto& [key, value] : counters_) {
+    std::string name = key.substr(0, key.find('{'));
+    if (name != last_name) out += "# TYPE " + name + " counter\n";
+    last_name = name;
+    snprintf(num, sizeof num, "%.15g", value);
+    out += key + " " + num + "\n";
+  }
+  last_name.clear();
   for (const auto& [key, value] : gauges_) {
     std::string name = key.substr(0, key.find('{'));
     if (name != last_name) out += "# TYPE " + name + " gauge\n";

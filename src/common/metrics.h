@@ -27,6 +27,8 @@ class Metrics {
   void RecordServiceError(const std::string& function) { functions_[function].errors++; }
   // Gauge values set by their owners just before rendering.
   void SetGauge(const std::string& name_and_labels, double value) { gauges_[name_and_labels] = value; }
+  // A counter keyed by its full name and labels ("kindling_async_events_accepted_total{...}").
+  void AddCounter(const std::string& name_and_labels, double by = 1) { counters_[name_and_labels] += by; }
   void ClearGauges(const std::string& prefix);
 
   std::string RenderPrometheus() const;
@@ -34,6 +36,7 @@ class Metrics {
  private:
   std::map<std::string, FunctionStats> functions_;
   std::map<std::string, double> gauges_;
+  std::map<std::string, double> counters_;
 };
 
 }  // namespace kindling
