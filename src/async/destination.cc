@@ -69,7 +69,9 @@ Destination ParseDestination(const std::string& arn) {
     d.kind = ValidQueueName(d.queue) ? Destination::kLocalQueue : Destination::kUnsupported;
     return d;
   }
-  d.kind = Destination::kUnsupported;
+  // S3 buckets are valid OnFailure targets in Lambda, but Kindling has no S3; anything else is
+  // not a destination at all.
+  if (d.service == "s3") d.kind = Destination::kUnsupported;
   return d;
 }
 

@@ -26,8 +26,8 @@ struct Destination {
   std::string queue;      // kLocalQueue: the local queue's name
 };
 
-// Parses an ARN. kInvalid: not an ARN of a known shape; kUnsupported: a well-formed ARN of a
-// service Kindling cannot deliver to (S3, ...).
+// Parses an ARN. kInvalid: not a destination Lambda accepts; kUnsupported: one Lambda accepts
+// but Kindling cannot deliver to (S3 buckets).
 Destination ParseDestination(const std::string& arn);
 
 // True if `name` is a valid local queue name (SQS rules: 1-80 of [A-Za-z0-9_-], optional ".fifo").
