@@ -137,6 +137,8 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
       else if (sub == "/configuration" && m == "PUT") resp = UpdateFunctionConfiguration(req, name);
       else if (sub == "/code" && m == "PUT") resp = co_await UpdateFunctionCode(req, name);
       else if (sub == "/invocations" && m == "POST") resp = co_await Invoke(req, name);
+      else if (sub == "/versions" || sub == "/aliases" || sub.rfind("/aliases/", 0) == 0)
+        resp = VersionsAndAliases(req, name, sub);  // versions_api.cc
       else resp = ErrorResponse({404, "UnknownOperationException", "Unknown operation " + m + " " + std::string(path), ""}, request_id);
     }
   } else {
@@ -153,20 +155,20 @@ std::variant<const FunctionConfig*, ApiError> LambdaApi::Resolve(const std::stri
   FunctionRef ref;
   if (auto err = ParseFunctionRef(text, qualifier, &ref)) return *err;
   if (auto err = CheckArnScope(ref, options_.arn.region, options_.arn.account_id)) return *err;
-  std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
-  if (const FunctionConfig* fn = registry_.Find(ref.name, version)) return fn;
-  std::string arn = options_.arn.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
-  return ApiError::NotFound("Function not found: " + arn);
+  // An alias reads as the version it points to (never the weighted second one).
+  auto resolved = frontend_.Resolve(ref, Frontend::AliasRouting::kPrimary);
+  if (auto* err = std::get_if<ApiError>(&resolved)) return *err;
+  if (const FunctionConfig* fn = registry_.Find(ref.name, std::get<FunctionConfig>(resolved).version)) return fn;
+  return ApiError::NotFound("Function not found: " + options_.arn.FunctionArn(ref.name));
 }
 
 awaitable<std::optional<ApiError>> LambdaApi::StoreCode(const std::string& zip_base64, FunctionConfig* fn) {
   std::string zip;
   if (!Base64Decode(zip_base64, &zip) || zip.empty())
     co_return ApiError::InvalidParameter("Code.ZipFile must be a base64-encoded zip file.");
-  // Extraction is disk-bound: run it off the io thread, then come back.
-  co_await asio::post(blocking_, asio::use_awaitable);
-  auto pkg = ExtractCodePackage(zip, options_.code_root);
-  co_await asio::post(io_, asio::use_awaitable);
+  // Extraction is disk-bound: it runs on the blocking pool while the io thread serves invocations.
+  auto extract = [&zip, root = options_.code_root] { return ExtractCodePackage(zip, root); };
+  auto pkg = co_await RunOn(blocking_.get_executor(), std::move(extract));
   if (!pkg.ok()) {
     if (pkg.status().err() != 0) co_return ApiError::Service("Could not store the code package: " + pkg.status().message());
     co_return ApiError{400, "InvalidParameterValueException", pkg.status().message(), ""};
@@ -189,8 +191,6 @@ awaitable<HttpResponse> LambdaApi::CreateFunction(HttpRequest& req) {
   if (auto e = CheckArnScope(ref, options_.arn.region, options_.arn.account_id)) co_return ErrorResponse(*e, rid);
   if (!ref.qualifier.empty())
     co_return ErrorResponse(ApiError::InvalidParameter("FunctionName must not carry a qualifier."), rid);
-  if (body.value("Publish", false))
-    co_return ErrorResponse(ApiError::InvalidParameter("Publishing versions is not supported by this Kindling server yet."), rid);
   FunctionConfig fn;
   fn.name = ref.name;
   if (auto e = ApplyFunctionConfiguration(body, true, &fn)) co_return ErrorResponse(*e, rid);
@@ -209,6 +209,11 @@ awaitable<HttpResponse> LambdaApi::CreateFunction(HttpRequest& req) {
   auto inserted = registry_.Insert(fn);  // re-checks: another create may have won meanwhile
   if (!inserted.ok()) co_return ErrorResponse(ApiError::Service(inserted.status().message()), rid);
   if (!*inserted) co_return ErrorResponse(ApiError::Conflict("Function already exist: " + fn.name), rid);
+  if (body.value("Publish", false)) {  // answered with version 1's configuration, as Lambda does
+    auto published = PublishLatest(fn, std::nullopt);
+    if (auto* e = std::get_if<ApiError>(&published)) co_return ErrorResponse(*e, rid);
+    fn = std::get<FunctionConfig>(published);
+  }
   co_return JsonResponse(201, ToFunctionConfiguration(fn, options_.arn));
 }
 
@@ -262,8 +267,7 @@ HttpResponse LambdaApi::DeleteFunction(HttpRequest& req, const std::string& name
   auto found = Resolve(name, req.Query("Qualifier"));
   if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, rid);
   const FunctionConfig& fn = *std::get<const FunctionConfig*>(found);
-  if (!req.Query("Qualifier").empty())
-    return ErrorResponse(ApiError::InvalidParameter("$LATEST version cannot be deleted without deleting the function."), rid);
+  if (auto qualified = DeleteQualified(name, req.Query("Qualifier"), rid)) return *qualified;  // versions_api.cc
   std::string fn_name = fn.name;
   Status s = registry_.Delete(fn_name);
   if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
@@ -281,8 +285,7 @@ awaitable<HttpResponse> LambdaApi::UpdateFunctionCode(HttpRequest& req, const st
   auto found = Resolve(name, "");
   if (auto* e = std::get_if<ApiError>(&found)) co_return ErrorResponse(*e, rid);
   FunctionConfig fn = *std::get<const FunctionConfig*>(found);
-  if (body.value("Publish", false))
-    co_return ErrorResponse(ApiError::InvalidParameter("Publishing versions is not supported by this Kindling server yet."), rid);
+  if (fn.version != "$LATEST") co_return ErrorResponse(OnlyLatest(), rid);
   if (body.contains("RevisionId") && body["RevisionId"] != fn.revision_id)
     co_return ErrorResponse({412, "PreconditionFailedException",
                              "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id", ""}, rid);
@@ -302,6 +305,11 @@ awaitable<HttpResponse> LambdaApi::UpdateFunctionCode(HttpRequest& req, const st
   Status s = registry_.Put(fn);
   if (!s.ok()) co_return ErrorResponse(ApiError::Service(s.message()), rid);
   assignment_.Retire(fn.name, fn.revision_id);
+  if (body.value("Publish", false)) {  // answered with the new version's configuration
+    auto published = PublishLatest(fn, std::nullopt);
+    if (auto* e = std::get_if<ApiError>(&published)) co_return ErrorResponse(*e, rid);
+    fn = std::get<FunctionConfig>(published);
+  }
   co_return JsonResponse(200, ToFunctionConfiguration(fn, options_.arn));
 }
 
@@ -313,6 +321,7 @@ HttpResponse LambdaApi::UpdateFunctionConfiguration(HttpRequest& req, const std:
   auto found = Resolve(name, "");
   if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, rid);
   FunctionConfig fn = *std::get<const FunctionConfig*>(found);
+  if (fn.version != "$LATEST") return ErrorResponse(OnlyLatest(), rid);
   if (body.contains("RevisionId") && body["RevisionId"] != fn.revision_id)
     return ErrorResponse({412, "PreconditionFailedException",
                           "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id", ""}, rid);

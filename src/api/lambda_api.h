@@ -61,6 +61,26 @@ class LambdaApi : public HttpHandler {
   Reply InvokeEvent(HttpRequest& req, const std::string& name);
   Reply EventInvokeConfigRoute(HttpRequest& req, std::string_view rest);
   Reply LocalQueueRoute(HttpRequest& req, std::string_view rest);
+  // Versions and aliases (versions_api.cc): PublishVersion, ListVersionsByFunction and the alias
+  // operations, dispatched on the path after the function name ("/versions", "/aliases[/NAME]").
+  HttpResponse VersionsAndAliases(HttpRequest& req, const std::string& name, const std::string& sub);
+  HttpResponse PublishVersion(HttpRequest& req, const FunctionRef& ref);
+  HttpResponse ListVersionsByFunction(HttpRequest& req, const FunctionRef& ref);
+  HttpResponse CreateAlias(HttpRequest& req, const FunctionRef& ref);
+  HttpResponse GetAlias(const FunctionRef& ref, const std::string& alias);
+  HttpResponse UpdateAlias(HttpRequest& req, const FunctionRef& ref, const std::string& alias);
+  HttpResponse DeleteAlias(const FunctionRef& ref, const std::string& alias);
+  HttpResponse ListAliases(HttpRequest& req, const FunctionRef& ref);
+  // Publishes the function's $LATEST as its next version (or returns the latest version when
+  // nothing changed since it was published); description overrides $LATEST's.
+  std::variant<FunctionConfig, ApiError> PublishLatest(const FunctionConfig& latest,
+                                                       const std::optional<std::string>& description);
+  // DeleteFunction with a qualifier: deletes one published version; nullopt when the call names
+  // no qualifier (the whole function goes).
+  std::optional<HttpResponse> DeleteQualified(const std::string& name, const std::string& qualifier,
+                                              const std::string& request_id);
+  // The error for a write to a published version.
+  static ApiError OnlyLatest();
 
   // Extracts a base64 zip on the blocking pool and fills the code fields of fn.
   boost::asio::awaitable<std::optional<ApiError>> StoreCode(const std::string& zip_base64, FunctionConfig* fn);

@@ -54,7 +54,7 @@ awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& 
                                                            InvokeRequest request) {
   std::string key = fn.name + "\n" + fn.version + "\n" + fn.revision_id;
   auto& slot = pools_[key];
-  if (!slot) slot.reset(new Pool{fn.name, fn.revision_id, {}, {}, false});
+  if (!slot) slot.reset(new Pool{fn.name, fn.revision_id, {}, {}, false, fn.version});
   Pool* pool = slot.get();
 
   std::shared_ptr<SandboxSession> session;
@@ -109,6 +109,16 @@ void AssignmentService::Release(Pool& pool, const std::shared_ptr<SandboxSession
 void AssignmentService::Retire(const std::string& function, const std::string& keep_revision) {
   for (auto& [key, pool] : pools_) {
     if (pool->function != function || pool->revision == keep_revision) continue;
+    if (!keep_revision.empty() && pool->version != "$LATEST") continue;
+    pool->retired = true;
+    for (auto& idle : pool->idle) idle.session->Destroy();
+    pool->idle.clear();
+  }
+}
+
+void AssignmentService::RetireVersion(const std::string& function, const std::string& version) {
+  for (auto& [key, pool] : pools_) {
+    if (pool->function != function || pool->version != version) continue;
     pool->retired = true;
     for (auto& idle : pool->idle) idle.session->Destroy();
     pool->idle.clear();

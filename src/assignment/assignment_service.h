@@ -43,8 +43,11 @@ class AssignmentService {
   boost::asio::awaitable<Result<InvokeResult>> Invoke(const FunctionConfig& fn, InvokeRequest request);
 
   // Drains every pool of `function` whose revision differs from keep_revision ("" = all): idle
-  // sandboxes are destroyed now, busy ones when their invocation ends.
+  // sandboxes are destroyed now, busy ones when their invocation ends. With a keep_revision only
+  // $LATEST pools are drained: published versions are immutable, an update of $LATEST leaves them.
   void Retire(const std::string& function, const std::string& keep_revision);
+  // Drains the pools of one published version of `function` (DeleteFunction with a Qualifier).
+  void RetireVersion(const std::string& function, const std::string& version);
   // Starts the periodic idle reaper.
   void Start();
   // Destroys every sandbox.
@@ -63,6 +66,7 @@ class AssignmentService {
     std::vector<Idle> idle;  // most recently used last: leased first (warmest caches)
     std::vector<std::shared_ptr<SandboxSession>> busy;
     bool retired = false;
+    std::string version = "$LATEST";
   };
   // A new sandbox for fn from the worker Placement picks; evicts idle sandboxes to make room.
   Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn);

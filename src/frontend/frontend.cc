@@ -1,21 +1,35 @@
 #include "frontend/frontend.h"
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/ids.h"
 #include "frontend/function_name.h"
+#include "store/alias.h"
 
 namespace kindling {
 
 using boost::asio::awaitable;
 
-std::variant<FunctionConfig, ApiError> Frontend::Resolve(const FunctionRef& ref) {
-  std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
-  const FunctionConfig* found = registry_.Find(ref.name, version);
-  if (!found) {
+std::variant<FunctionConfig, ApiError> Frontend::Resolve(const FunctionRef& ref, AliasRouting routing) {
+  auto not_found = [&] {
     std::string arn = arn_.FunctionArn(ref.name) + (ref.qualifier.empty() ? "" : ":" + ref.qualifier);
     return ApiError::NotFound("Function not found: " + arn);
+  };
+  std::string version = ref.qualifier.empty() ? "$LATEST" : ref.qualifier;
+  if (version != "$LATEST" && !IsPublishedVersion(version)) {
+    const AliasConfig* alias = registry_.FindAlias(ref.name, version);
+    if (!alias) return not_found();
+    if (routing == AliasRouting::kRouted && !alias->additional_version.empty()) {
+      // Per-invocation draw; a generator per thread, seeded once from the OS.
+      thread_local std::mt19937_64 rng{std::random_device{}()};
+      version = ChooseAliasVersion(*alias, std::uniform_real_distribution<double>(0.0, 1.0)(rng));
+    } else {
+      version = alias->function_version;
+    }
   }
+  const FunctionConfig* found = registry_.Find(ref.name, version);
+  if (!found) return not_found();
   return *found;  // a copy: the registry may change while the invocation runs
 }
 

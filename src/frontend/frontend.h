@@ -67,9 +67,16 @@ class Frontend {
   boost::asio::awaitable<std::variant<InvokeReply, ApiError>> Run(PreparedInvoke prepared,
                                                                   std::string request_id);
 
+  // How an alias with a second version (RoutingConfig) resolves: kRouted draws per call by the
+  // alias's weight (invocations), kPrimary always gives its FunctionVersion (control plane).
+  enum class AliasRouting { kRouted, kPrimary };
+  // FunctionName + qualifier -> a function version: no qualifier or "$LATEST" -> $LATEST, a number
+  // -> that published version, anything else -> the alias of that name. The one place qualifiers
+  // are resolved. Unknown -> ResourceNotFoundException "Function not found: <arn>:<qualifier>".
+  std::variant<FunctionConfig, ApiError> Resolve(const FunctionRef& ref,
+                                                 AliasRouting routing = AliasRouting::kRouted);
+
  private:
-  // FunctionName + qualifier -> the function version to run.
-  std::variant<FunctionConfig, ApiError> Resolve(const FunctionRef& ref);
 
   FunctionRegistry& registry_;
   Counting& counting_;
