@@ -220,8 +220,9 @@ class ForeignLoad:
 
     def percent(self):
         wall = time.monotonic() - self.t0
-        now = foreign_ticks()
-        used = sum(t - self.snap.get(pid, 0) for pid, t in now.items())
+        # Totals, not per-pid deltas: when a foreign parent reaps a child, the child's ticks move
+        # into the parent's cutime/cstime and the sum stays continuous.
+        used = sum(foreign_ticks().values()) - sum(self.snap.values())
         if wall <= 0:
             return 0.0
         return max(0.0, 100.0 * used / (wall * CLK_TCK * (os.cpu_count() or 1)))
