@@ -166,10 +166,9 @@ awaitable<std::optional<ApiError>> LambdaApi::StoreCode(const std::string& zip_b
   std::string zip;
   if (!Base64Decode(zip_base64, &zip) || zip.empty())
     co_return ApiError::InvalidParameter("Code.ZipFile must be a base64-encoded zip file.");
-  // Extraction is disk-bound: run it off the io thread, then come back.
-  co_await asio::post(blocking_, asio::use_awaitable);
-  auto pkg = ExtractCodePackage(zip, options_.code_root);
-  co_await asio::post(io_, asio::use_awaitable);
+  // Extraction is disk-bound: it runs on the blocking pool while the io thread serves invocations.
+  auto extract = [&zip, root = options_.code_root] { return ExtractCodePackage(zip, root); };
+  auto pkg = co_await RunOn(blocking_.get_executor(), std::move(extract));
   if (!pkg.ok()) {
     if (pkg.status().err() != 0) co_return ApiError::Service("Could not store the code package: " + pkg.status().message());
     co_return ApiError{400, "InvalidParameterValueException", pkg.status().message(), ""};
