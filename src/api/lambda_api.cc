@@ -114,6 +114,12 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
   } else if (auto name = FunctionSubresource(path, "/2019-09-30/functions/", "/concurrency"); !name.empty()) {
     if (m == "GET") resp = GetFunctionConcurrency(req, name);
     else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
+  } else if (auto name = FunctionSubresource(path, "/2019-09-30/functions/", "/provisioned-concurrency"); !name.empty()) {
+    if (m == "PUT") resp = PutProvisionedConcurrency(req, name);
+    else if (m == "GET" && req.Query("List") == "ALL") resp = ListProvisionedConcurrency(req, name);
+    else if (m == "GET") resp = GetProvisionedConcurrency(req, name);
+    else if (m == "DELETE") resp = DeleteProvisionedConcurrency(req, name);
+    else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
   } else if (path.rfind("/kindling/code/", 0) == 0 && m == "GET") {
     resp = GetCode(std::string(path.substr(15)));
   } else if (path == "/kindling/queues" || path.rfind("/kindling/queues/", 0) == 0) {
@@ -272,6 +278,7 @@ HttpResponse LambdaApi::DeleteFunction(HttpRequest& req, const std::string& name
   Status s = registry_.Delete(fn_name);
   if (!s.ok()) return ErrorResponse(ApiError::Service(s.message()), rid);
   assignment_.Retire(fn_name, "");
+  assignment_.ClearProvisioned(fn_name, "");
   counting_.ClearReserved(fn_name);
   if (async_) async_->ForgetFunction(fn_name);  // its event-invoke-configs go with it
   return NoContent();

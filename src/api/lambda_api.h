@@ -55,6 +55,11 @@ class LambdaApi : public HttpHandler {
   HttpResponse GetFunctionConcurrency(HttpRequest& req, const std::string& name);
   HttpResponse DeleteFunctionConcurrency(HttpRequest& req, const std::string& name);
   HttpResponse GetAccountSettings(HttpRequest& req);
+  // Provisioned concurrency (provisioned_api.cc).
+  HttpResponse PutProvisionedConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse GetProvisionedConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse DeleteProvisionedConcurrency(HttpRequest& req, const std::string& name);
+  HttpResponse ListProvisionedConcurrency(HttpRequest& req, const std::string& name);
   HttpResponse RenderMetrics();
   // Asynchronous invocation (event_config_api.cc): Event invokes, /2019-09-25 event-invoke-config
   // routes, /kindling/queues local queues.

@@ -9,7 +9,9 @@
 
 #include "common/asio.h"
 #include <chrono>
+#include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +57,25 @@ class AssignmentService {
   // Publishes sandbox counts by state as gauges.
   void ExportGauges(Metrics& metrics);
 
+  // Provisioned concurrency: keeps `requested` initialized sandboxes of the version a qualifier
+  // (version number or alias) resolves to, started ahead of demand and exempt from idle reaping
+  // and eviction. The resolver maps (function, qualifier) to that version, or nullopt once it is
+  // gone; it is consulted on every maintenance tick, so alias changes are followed.
+  using ProvisionResolver =
+      std::function<std::optional<FunctionConfig>(const std::string& function, const std::string& qualifier)>;
+  void SetProvisionResolver(ProvisionResolver resolver) { resolver_ = std::move(resolver); }
+  void SetProvisioned(const std::string& function, const std::string& qualifier, int requested);
+  // Removes one configuration, or every one of the function when qualifier is "".
+  void ClearProvisioned(const std::string& function, const std::string& qualifier);
+  struct ProvisionedStatus {
+    int requested = 0;
+    int allocated = 0;  // sandboxes started for it (initializing or ready)
+    int available = 0;  // initialized and ready for invocations
+    std::string status;  // IN_PROGRESS | READY | FAILED
+    std::string reason;
+  };
+  std::optional<ProvisionedStatus> GetProvisioned(const std::string& function, const std::string& qualifier);
+
  private:
   struct Idle {
     std::shared_ptr<SandboxSession> session;
@@ -67,9 +88,23 @@ class AssignmentService {
     std::vector<std::shared_ptr<SandboxSession>> busy;
     bool retired = false;
     std::string version = "$LATEST";
+    int provisioned = 0;  // sandboxes kept ready for provisioned concurrency
+    int starting = 0;     // provisioned sandboxes still initializing
+    int Live() const { return static_cast<int>(idle.size() + busy.size()) + starting; }
   };
+  struct Provision {
+    int requested = 0;
+    std::string pool_key;  // the pool of the version it resolved to at the last tick
+    std::string status = "IN_PROGRESS";
+    std::string reason;
+  };
+  Pool& PoolFor(const FunctionConfig& fn);
+  // Recomputes pool targets from the configurations and starts what is missing.
+  void ReconcileProvisioned();
+  boost::asio::awaitable<void> StartProvisioned(FunctionConfig fn, std::string pool_key);
   // A new sandbox for fn from the worker Placement picks; evicts idle sandboxes to make room.
-  Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn);
+  Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn,
+                                                       const std::string& initialization_type = "on-demand");
   // Takes one token of fn's scaling budget; false when it is spent.
   bool TakeScalingToken(const std::string& function);
   // Destroys the idle sandbox unused for longest; false when none is idle.
@@ -90,6 +125,8 @@ class AssignmentService {
   std::map<std::string, ScalingBucket> scaling_;
   // Keyed by function + "\n" + version + "\n" + revision. Pools are never erased while busy.
   std::map<std::string, std::unique_ptr<Pool>> pools_;
+  std::map<std::pair<std::string, std::string>, Provision> provisioned_;  // (function, qualifier)
+  ProvisionResolver resolver_;
 };
 
 }  // namespace kindling

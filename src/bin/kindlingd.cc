@@ -158,6 +158,16 @@ int main(int argc, char** argv) {
     after = page->back().name;
   }
   Frontend frontend(registry, counting, assignment, metrics, arn);
+  // Provisioned concurrency follows what its qualifier resolves to (an alias may move), and
+  // survives restarts.
+  assignment.SetProvisionResolver([&](const std::string& function, const std::string& qualifier)
+                                      -> std::optional<FunctionConfig> {
+    auto resolved = frontend.Resolve({function, qualifier, "", ""}, Frontend::AliasRouting::kPrimary);
+    if (auto* fn = std::get_if<FunctionConfig>(&resolved)) return *fn;
+    return std::nullopt;
+  });
+  if (auto provisioned = registry.store().ListProvisioned(""); provisioned.ok())
+    for (const auto& p : *provisioned) assignment.SetProvisioned(p.function, p.qualifier, p.requested);
   LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, {arn, wopts.code_root});
   // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
   async_opts.arn = arn;

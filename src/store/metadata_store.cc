@@ -111,7 +111,10 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
                           " name TEXT PRIMARY KEY, last INTEGER NOT NULL)",
                           "CREATE TABLE IF NOT EXISTS aliases ("
                           " function TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,"
-                          " PRIMARY KEY (function, name))"}) {
+                          " PRIMARY KEY (function, name))",
+                          "CREATE TABLE IF NOT EXISTS provisioned ("
+                          " function TEXT NOT NULL, qualifier TEXT NOT NULL, requested INTEGER NOT NULL,"
+                          " last_modified TEXT NOT NULL, PRIMARY KEY (function, qualifier))"}) {
     Status s = store->Exec(sql);
     if (!s.ok()) return s;
   }
@@ -169,7 +172,7 @@ Result<int> MetadataStore::DeleteFunction(const std::string& name) {
   if (!txn.status().ok()) return txn.status();
   int deleted = 0;
   for (const char* sql : {"DELETE FROM aliases WHERE function = ?", "DELETE FROM version_counters WHERE name = ?",
-                          "DELETE FROM functions WHERE name = ?"}) {
+                          "DELETE FROM provisioned WHERE function = ?", "DELETE FROM functions WHERE name = ?"}) {
     Stmt st(db_, sql);
     if (!st.ok()) return SqlError(db_, "prepare");
     st.Bind(1, name);
@@ -338,6 +341,44 @@ Result<std::vector<std::string>> MetadataStore::CodeDigestsInUse() {
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db_, "digests");
+  return out;
+}
+
+}  // namespace kindling
+
+namespace kindling {
+
+Status MetadataStore::PutProvisioned(const Provisioned& p) {
+  Stmt st(db_, "INSERT OR REPLACE INTO provisioned (function, qualifier, requested, last_modified) VALUES (?, ?, ?, ?)");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, p.function);
+  st.Bind(2, p.qualifier);
+  st.Bind(3, p.requested);
+  st.Bind(4, p.last_modified);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put provisioned");
+  return Status::Ok();
+}
+
+Result<bool> MetadataStore::DeleteProvisioned(const std::string& function, const std::string& qualifier) {
+  Stmt st(db_, "DELETE FROM provisioned WHERE function = ? AND qualifier = ?");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, function);
+  st.Bind(2, qualifier);
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete provisioned");
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<std::vector<MetadataStore::Provisioned>> MetadataStore::ListProvisioned(const std::string& function) {
+  Stmt st(db_, "SELECT function, qualifier, requested, last_modified FROM provisioned"
+               " WHERE ? = '' OR function = ? ORDER BY function, qualifier");
+  if (!st.ok()) return SqlError(db_, "prepare");
+  st.Bind(1, function);
+  st.Bind(2, function);
+  std::vector<Provisioned> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW)
+    out.push_back({st.Text(0), st.Text(1), st.Text(3), std::atoi(st.Text(2).c_str())});
+  if (rc != SQLITE_DONE) return SqlError(db_, "list provisioned");
   return out;
 }
 

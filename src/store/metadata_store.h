@@ -3,6 +3,7 @@
 //   functions        (name, version) -> FunctionConfig: "$LATEST" and the published versions
 //   version_counters name -> the last version number handed out (numbers are never reused)
 //   aliases          (function, name) -> AliasConfig
+//   provisioned      (function, qualifier) -> requested provisioned concurrency
 //
 // Thread safety: not thread-safe; kindlingd uses it from its control thread only.
 #pragma once
@@ -60,6 +61,16 @@ class MetadataStore {
                                            int limit);
   // Every code digest still referenced by some record.
   Result<std::vector<std::string>> CodeDigestsInUse();
+
+  // Provisioned concurrency configurations (PutProvisionedConcurrencyConfig).
+  struct Provisioned {
+    std::string function, qualifier, last_modified;
+    int requested = 0;
+  };
+  Status PutProvisioned(const Provisioned& p);
+  Result<bool> DeleteProvisioned(const std::string& function, const std::string& qualifier);
+  // All of a function's configurations, or every function's when function is "".
+  Result<std::vector<Provisioned>> ListProvisioned(const std::string& function);
 
  private:
   class Transaction;

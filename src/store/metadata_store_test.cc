@@ -254,3 +254,34 @@ TEST_F(MetadataStoreTest, RegistryKeepsVersionsAndAliasesCoherent) {
 }
 
 }  // namespace kindling
+
+namespace kindling {
+
+TEST_F(MetadataStoreTest, ProvisionedConfigsPersistAndGoWithTheFunction) {
+  {
+    auto store = MetadataStore::Open(dir_ + "/m.db");
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Put(Fn("f")).ok());
+    ASSERT_TRUE((*store)->PutProvisioned({"f", "1", "t0", 2}).ok());
+    ASSERT_TRUE((*store)->PutProvisioned({"f", "live", "t1", 3}).ok());
+    ASSERT_TRUE((*store)->PutProvisioned({"g", "1", "t2", 1}).ok());
+    ASSERT_TRUE((*store)->PutProvisioned({"f", "1", "t3", 4}).ok());  // replaces
+  }
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  auto f = (*store)->ListProvisioned("f");
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->size(), 2u);
+  EXPECT_EQ((*f)[0].qualifier, "1");
+  EXPECT_EQ((*f)[0].requested, 4);
+  EXPECT_EQ((*f)[0].last_modified, "t3");
+  EXPECT_EQ((*store)->ListProvisioned("")->size(), 3u);
+  auto deleted = (*store)->DeleteProvisioned("f", "live");
+  ASSERT_TRUE(deleted.ok() && *deleted);
+  EXPECT_FALSE((*store)->DeleteProvisioned("f", "live").value());
+  ASSERT_TRUE((*store)->DeleteFunction("f").ok());
+  EXPECT_TRUE((*store)->ListProvisioned("f")->empty());
+  EXPECT_EQ((*store)->ListProvisioned("")->size(), 1u);
+}
+
+}  // namespace kindling

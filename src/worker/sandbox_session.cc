@@ -243,6 +243,14 @@ awaitable<InvokeResult> SandboxSession::Invoke(const InvokeRequest& request) {
   co_return out;
 }
 
+awaitable<bool> SandboxSession::WaitReady() {
+  auto self = shared_from_this();
+  auto deadline = steady_clock::now() + kInitTimeout;
+  while (!ready_ && !dead_ && !result_)
+    if (!co_await WaitUntil(deadline)) break;
+  co_return ready_ && !dead_ && !result_;
+}
+
 void SandboxSession::Freeze() {
   if (frozen_ || dead_ || invoking_) return;
   if (waiting_) {

@@ -41,6 +41,9 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   // so for the freeze delay. Cancelled by the next Invoke.
   void Freeze();
   void Thaw();
+  // Waits (up to kInitTimeout) for the runtime's first request for an event: true when it is ready,
+  // false when it failed or died first. For sandboxes started ahead of demand.
+  boost::asio::awaitable<bool> WaitReady();
   // Kills every process; the session becomes dead(). Idempotent.
   void Destroy();
 

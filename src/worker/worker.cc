@@ -19,7 +19,8 @@ Worker::Worker(boost::asio::io_context& io, std::unique_ptr<SandboxFactory> fact
 }
 
 std::vector<std::string> Worker::Environment(const FunctionConfig& fn, const std::string& sandbox_id,
-                                             const std::string& exec_env) {
+                                             const std::string& exec_env,
+                                             const std::string& initialization_type) {
   std::string date = IsoTimestamp().substr(0, 10);
   for (char& c : date)
     if (c == '-') c = '/';
@@ -36,7 +37,7 @@ std::vector<std::string> Worker::Environment(const FunctionConfig& fn, const std
       {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", std::to_string(fn.memory_mb)},
       {"AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/" + fn.name},
       {"AWS_LAMBDA_LOG_STREAM_NAME", date + "/[" + fn.version + "]" + sandbox_id},
-      {"AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"},
+      {"AWS_LAMBDA_INITIALIZATION_TYPE", initialization_type},
       {"AWS_REGION", opts_.arn.region},
       {"AWS_DEFAULT_REGION", opts_.arn.region},
       {"AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"},
@@ -62,7 +63,8 @@ std::shared_ptr<FunctionLog> Worker::LogFor(const std::string& function) {
   return log;
 }
 
-Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConfig& fn) {
+Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConfig& fn,
+                                                              const std::string& initialization_type) {
   const RuntimeInfo* runtime = FindRuntime(fn.runtime);
   if (!runtime) return Status::Coded("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
   std::string code_dir = opts_.code_root + "/" + fn.code_digest;
@@ -77,7 +79,7 @@ Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConf
   spec.id = id_buf;
   spec.argv = {"/var/rapid/init", "--"};
   spec.argv.insert(spec.argv.end(), runtime->argv.begin(), runtime->argv.end());
-  spec.env = Environment(fn, spec.id, runtime->name);
+  spec.env = Environment(fn, spec.id, runtime->name, initialization_type);
   spec.code_dir = code_dir;
   spec.binds.push_back({opts_.init_path, "/var/rapid/init", false});
   if (!runtime->client_dir.empty())

@@ -42,7 +42,9 @@ class Worker {
   // Starts a sandbox for fn, already reading its control socket. Its runtime initializes in the
   // background; the first Invoke waits for it. Errors carry a code when they are the function's
   // fault (Runtime.InvalidEntrypoint, InvalidRuntimeException); uncoded errors are service errors.
-  Result<std::shared_ptr<SandboxSession>> CreateSandbox(const FunctionConfig& fn);
+  // initialization_type: AWS_LAMBDA_INITIALIZATION_TYPE ("on-demand", "provisioned-concurrency").
+  Result<std::shared_ptr<SandboxSession>> CreateSandbox(const FunctionConfig& fn,
+                                                        const std::string& initialization_type = "on-demand");
 
   WorkerStats Stats();
   // Removes the worker's host state (see SandboxFactory::RemoveAll). Call after every session
@@ -52,7 +54,7 @@ class Worker {
 
  private:
   std::vector<std::string> Environment(const FunctionConfig& fn, const std::string& sandbox_id,
-                                       const std::string& exec_env);
+                                       const std::string& exec_env, const std::string& initialization_type);
   std::shared_ptr<FunctionLog> LogFor(const std::string& function);
 
   boost::asio::io_context& io_;

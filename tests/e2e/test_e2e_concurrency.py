@@ -104,14 +104,14 @@ def test_reservation_survives_restart_and_cli(new_daemon, packages):
     c = h.boto_client(d.endpoint)
     name = h.unique_name("persist")
     create_fn(c, name, packages["python"])
-    out = h.aws(d.endpoint, "lambda", "put-function-concurrency", "--function-name", name,
+    out = h.aws(d.endpoint, "put-function-concurrency", "--function-name", name,
                 "--reserved-concurrent-executions", "1")
-    assert json.loads(out)["ReservedConcurrentExecutions"] == 1
+    assert out["ReservedConcurrentExecutions"] == 1
     d.stop(check=True)
     d.start()
     c = h.boto_client(d.endpoint)
-    out = h.aws(d.endpoint, "lambda", "get-function-concurrency", "--function-name", name)
-    assert json.loads(out)["ReservedConcurrentExecutions"] == 1
+    out = h.aws(d.endpoint, "get-function-concurrency", "--function-name", name)
+    assert out["ReservedConcurrentExecutions"] == 1
     ok, throttled = run_parallel(c, name, 3, 1.0)
     assert ok == 1 and len(throttled) == 2, (ok, throttled)
 
