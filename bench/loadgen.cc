@@ -45,7 +45,7 @@ struct Options {
   long warmup = 0;         // per connection
   double timeout = 30;     // per request, seconds
   double max_time = -1;    // whole run, seconds
-  std::string expect_body; // when set, count responses whose body differs
+  std::string expect_body; // when set, count responses whose body differs (--expect-body[-file])
   bool has_expect = false;
   std::string label;
 };
@@ -55,7 +55,8 @@ void Usage() {
           "usage: kindling-loadgen --url http://127.0.0.1:PORT/path [--method GET|POST|PUT]\n"
           "         [--body STR | --body-file PATH] [--header 'Name: value']...\n"
           "         [--concurrency N] (--requests M | --duration S) [--warmup K-per-connection]\n"
-          "         [--timeout S-per-request] [--max-time S] [--expect-body STR] [--label L]\n");
+          "         [--timeout S-per-request] [--max-time S] [--expect-body STR | --expect-body-file F]\n"
+          "         [--label L]\n");
 }
 
 bool ParseArgs(int argc, char** argv, Options* o) {
@@ -91,6 +92,17 @@ bool ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--timeout") o->timeout = atof(v);
     else if (a == "--max-time") o->max_time = atof(v);
     else if (a == "--expect-body") { o->expect_body = v; o->has_expect = true; }
+    else if (a == "--expect-body-file") {
+      std::ifstream f(v, std::ios::binary);
+      if (!f) {
+        fprintf(stderr, "cannot read %s\n", v);
+        return false;
+      }
+      std::stringstream ss;
+      ss << f.rdbuf();
+      o->expect_body = ss.str();
+      o->has_expect = true;
+    }
     else if (a == "--label") o->label = v;
     else {
       fprintf(stderr, "unknown option %s\n", a.c_str());

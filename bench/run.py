@@ -446,7 +446,7 @@ class Bench:
         self.args = args
         self.bin = args.bin_dir
         self.results = {"machine": machine_facts(), "baseline_http": {}, "baseline_http_pinned": {}, "warm": {}, "cold": {},
-                        "exec": {}, "burst": {}, "memory": {}}
+                        "exec": {}, "burst": {}, "memory": {}, "payload": {}}
         self.problems = []
         self.q = args.quick
 
@@ -480,7 +480,7 @@ class Bench:
     # --- (a) bare HTTP baseline
 
     def loadgen(self, url, concurrency, label, duration=None, requests=None, warmup=0,
-                headers=None, body=None, expect=None, max_time=None, cpu=None):
+                headers=None, body=None, expect=None, max_time=None, cpu=None, body_file=None):
         cmd = [self.tool("kindling-loadgen"), "--url", url, "--concurrency", str(concurrency),
                "--warmup", str(warmup), "--label", label, "--timeout", "30"]
         if duration is not None:
@@ -491,6 +491,8 @@ class Bench:
             cmd += ["--header", "%s: %s" % (k, v)]
         if body is not None:
             cmd += ["--method", "POST", "--body", body.decode()]
+        if body_file is not None:  # large payloads: the body and the expected echo
+            cmd += ["--method", "POST", "--body-file", body_file, "--expect-body-file", body_file]
         if expect is not None:
             cmd += ["--expect-body", expect.decode()]
         mt = max_time or ((duration or 30) + 90)
@@ -599,6 +601,37 @@ class Bench:
                                  % (rt, c, path, r["status"], r["errors"], r["warmup_errors"],
                                     r["function_errors"], r["body_mismatch"], r["timed_out"],
                                     r["first_error"]))
+
+    # --- payload sizes
+
+    PAYLOAD_SIZES = (64 << 10, (1 << 20) + 1, 6 * 1000 * 1000)  # 6 MB: just under Lambda's limit
+
+    def payloads(self, api, names, tmp):
+        """Warm invokes with large events echoed back: the copies on the invoke path."""
+        for size in self.PAYLOAD_SIZES:
+            path_f = os.path.join(tmp, "payload-%d.json" % size)
+            with open(path_f, "wb") as f:
+                f.write(b'"' + b"a" * (size - 2) + b'"')  # a JSON string: every runtime echoes it
+            for rt in ("provided", "python"):
+                name = names.get(rt)
+                if not name:
+                    continue
+                path = api.invoke_path(name)
+                with open(path_f, "rb") as f:
+                    hdrs = api.signed_headers("POST", path, f.read())
+                try:
+                    r = self.loadgen(api.endpoint + path, 1, "%s-%d" % (rt, size), requests=20,
+                                     warmup=2, headers=hdrs, body_file=path_f, max_time=120)
+                except (BenchError, subprocess.TimeoutExpired, ValueError) as e:
+                    self.problem("payload %d B %s: loadgen failed: %s" % (size, rt, e))
+                    continue
+                self.results["payload"]["%s-%d" % (rt, size)] = r
+                log("payload %d B %s: p50 %d us, status %s" % (size, rt, r["p50_us"], r["status"]))
+                if r["non2xx"] or r["errors"] or r["warmup_errors"] or r["body_mismatch"]:
+                    self.problem("payload %d B %s: POST %s -> status %s, errors %d, warmup errors "
+                                 "%d, body mismatches %d; first: %s" % (
+                                     size, rt, path, r["status"], r["errors"], r["warmup_errors"],
+                                     r["body_mismatch"], r["first_error"][:300]))
 
     # --- (c) cold starts
 
@@ -759,6 +792,7 @@ class Bench:
                         self.problem("setting up %s (%s): %s: %s" % (
                             name, RUNTIMES[rt][0], type(e).__name__, e))
                 self.warm(api, daemon, names)
+                self.payloads(api, names, tmp)
                 self.bare_http("between")
                 self.cold(api, daemon.port, names, zips)
                 self.bare_http("after")
@@ -852,6 +886,23 @@ class Bench:
                   % (c, b50))
         w("")
 
+        if R["payload"]:
+            w("## Large payloads (warm, c=1)")
+            w("")
+            w("20 invokes per row after 2 warm-ups; the event is a JSON string of the given size and "
+              "every function echoes it back, so each byte crosses the invoke path twice. MB/s = "
+              "2 × size / p50.")
+            w("")
+            w("| runtime | payload (bytes) | p50 (ms) | max (ms) | MB/s at p50 | status | errors |")
+            w("|---|---:|---:|---:|---:|---|---:|")
+            for key, r in R["payload"].items():
+                rt, size = key.rsplit("-", 1)
+                size = int(size)
+                w("| %s | %d | %.2f | %.2f | %.0f | %s | %d |" % (
+                    RUNTIMES[rt][0], size, r["p50_us"] / 1000, r["max_us"] / 1000,
+                    2 * size / r["p50_us"] if r["p50_us"] > 0 else 0, json.dumps(r["status"]),
+                    r["errors"] + r["warmup_errors"] + r["body_mismatch"]))
+            w("")
         w("## Cold start")
         w("")
         w("Cold = first invoke after UpdateFunctionConfiguration (new sandbox required), timed by one "
