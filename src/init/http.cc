@@ -174,7 +174,7 @@ ChunkedDecoder::Result ChunkedDecoder::Run(char* buf, size_t len, size_t* pos, s
       case kSizeLine: {
         const void* nl = std::memchr(buf + p, '\n', len - p);
         size_t avail = nl ? static_cast<const char*>(nl) - (buf + p) + 1 : len - p;
-        if (avail > kMaxLine) return kBad;
+        if (avail > kMaxLine) { *pos = p; return kBad; }
         if (!nl) {  // keep the partial line in place: it is parsed again once complete
           *pos = p;
           return kNeedMore;
@@ -183,21 +183,21 @@ ChunkedDecoder::Result ChunkedDecoder::Run(char* buf, size_t len, size_t* pos, s
         if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
         l = l.substr(0, l.find(';'));  // chunk extensions are ignored
         l = Trim(l);
-        if (l.empty() || l.size() > 15) return kBad;
+        if (l.empty() || l.size() > 15) { *pos = p; return kBad; }
         uint64_t n = 0;
         for (char c : l) {
           int d;
           if (c >= '0' && c <= '9') d = c - '0';
           else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
           else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-          else return kBad;
+          else { *pos = p; return kBad; }
           n = n * 16 + d;
         }
         p += avail;
         if (n == 0) {
           state_ = kTrailer;
         } else {
-          if (decoded_ + n > max_body) return kTooLarge;
+          if (decoded_ + n > max_body) { *pos = p; return kTooLarge; }
           remaining_ = n;
           state_ = kData;
         }
@@ -219,12 +219,12 @@ ChunkedDecoder::Result ChunkedDecoder::Run(char* buf, size_t len, size_t* pos, s
             *pos = p;
             return kNeedMore;
           }
-          if (buf[p + 1] != '\n') return kBad;
+          if (buf[p + 1] != '\n') { *pos = p; return kBad; }
           p += 2;
         } else if (buf[p] == '\n') {
           p += 1;
         } else {
-          return kBad;
+          { *pos = p; return kBad; }
         }
         state_ = kSizeLine;
         break;
@@ -232,13 +232,13 @@ ChunkedDecoder::Result ChunkedDecoder::Run(char* buf, size_t len, size_t* pos, s
       case kTrailer: {
         const void* nl = std::memchr(buf + p, '\n', len - p);
         if (!nl) {
-          if (trailer_bytes_ + (len - p) > kMaxTrailers) return kBad;
+          if (trailer_bytes_ + (len - p) > kMaxTrailers) { *pos = p; return kBad; }
           *pos = p;
           return kNeedMore;
         }
         size_t n = static_cast<const char*>(nl) - (buf + p) + 1;
         trailer_bytes_ += n;
-        if (trailer_bytes_ > kMaxTrailers) return kBad;
+        if (trailer_bytes_ > kMaxTrailers) { *pos = p; return kBad; }
         bool empty = n == 1 || (n == 2 && buf[p] == '\r');
         p += n;
         if (empty) {

@@ -108,6 +108,17 @@ TEST(HttpTest, ChunkedLimitsAndErrors) {
   EXPECT_EQ(d4.Run(longline.data(), longline.size(), &pos, &out, 100), ChunkedDecoder::kBad);
 }
 
+// Regression (init_http_fuzz): after data was decoded, an error return left *pos behind *out,
+// breaking the documented *out <= *pos.
+TEST(HttpTest, ChunkedErrorKeepsOutBehindPos) {
+  std::string s = "1;ext=1\r\n}\r\nype\"z\"E\"\r\n";
+  ChunkedDecoder d;
+  size_t pos = 0, out = 0;
+  EXPECT_EQ(d.Run(s.data(), s.size(), &pos, &out, 1000), ChunkedDecoder::kBad);
+  EXPECT_LE(out, pos);
+  EXPECT_EQ(out, 1u);
+}
+
 TEST(HttpTest, Routes) {
   std::string_view id;
   EXPECT_EQ(MatchRoute("/2018-06-01/runtime/invocation/next", &id), Route::kNext);
