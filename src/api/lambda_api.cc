@@ -102,6 +102,11 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
   const std::string& m = req.method;
   std::string_view path = req.path;
   HttpResponse resp;
+  // Authentication (src/auth/sigv4.h): every route, /kindling/code downloads included.
+  if (options_.auth && !(path == "/metrics" && m == "GET" && options_.metrics_unauthenticated)) {
+    if (auto denied = options_.auth->Verify(req, std::chrono::system_clock::now()))
+      co_return ErrorResponse(*denied, request_id);
+  }
   if (path == "/metrics" && m == "GET") {
     resp = RenderMetrics();
   } else if (path == "/2016-08-19/account-settings" || path == "/2016-08-19/account-settings/") {
@@ -230,9 +235,14 @@ HttpResponse LambdaApi::GetFunction(HttpRequest& req, const std::string& name, b
   json config = ToFunctionConfiguration(fn, options_.arn);
   if (configuration_only) return JsonResponse(200, config);
   std::string host = req.Header("host").empty() ? "127.0.0.1:9000" : req.Header("host");
+  std::string location = "/kindling/code/" + fn.code_digest + ".zip";
+  // With authentication on, a URL presigned with the caller's key for 10 minutes (as AWS's S3 link).
+  const Credential* caller = options_.auth ? options_.auth->Caller(req) : nullptr;
+  if (caller)
+    location += "?" + options_.auth->PresignQuery(*caller, host, location, std::chrono::system_clock::now(),
+                                                  std::chrono::seconds(600));
   json body = {{"Configuration", config},
-               {"Code", {{"RepositoryType", "S3"},
-                         {"Location", "http://" + host + "/kindling/code/" + fn.code_digest + ".zip"}}},
+               {"Code", {{"RepositoryType", "S3"}, {"Location", "http://" + host + location}}},
                {"Tags", json::object()}};
   int64_t reserved = counting_.Reserved(fn.name);
   if (reserved >= 0) body["Concurrency"] = {{"ReservedConcurrentExecutions", reserved}};

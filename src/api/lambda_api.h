@@ -11,6 +11,7 @@
 
 #include "api/http_server.h"
 #include "assignment/assignment_service.h"
+#include "auth/sigv4.h"
 #include "common/api_error.h"
 #include "common/metrics.h"
 #include "frontend/counting.h"
@@ -25,6 +26,10 @@ class AsyncInvoker;
 struct LambdaApiOptions {
   ArnContext arn;
   std::string code_root;  // where packages are extracted
+  // SigV4 verification of every request (null: authentication off). Not owned.
+  const SigV4Verifier* auth = nullptr;
+  // With auth on, GET /metrics stays unauthenticated (kindlingd: only when listening on loopback).
+  bool metrics_unauthenticated = true;
 };
 
 class LambdaApi : public HttpHandler {

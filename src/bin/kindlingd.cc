@@ -20,6 +20,7 @@
 #include "api/http_server.h"
 #include "api/lambda_api.h"
 #include "assignment/assignment_service.h"
+#include "auth/sigv4.h"
 #include "async/async_invoker.h"
 #include "code/code_package.h"
 #include "common/files.h"
@@ -55,6 +56,33 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// 127.0.0.0/8, ::1 (optionally [bracketed]) or "localhost"; anything else (0.0.0.0 included) is exposed.
+bool IsLoopbackHost(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+// How to call this daemon with its credentials: the key id and commands that read the secret from
+// the file (the secret itself is never logged).
+void PrintCredentialsUsage(const std::string& path, const CredentialStore& creds, const std::string& host, int port,
+                           const std::string& region) {
+  const Credential& first = creds.users().front();
+  std::string endpoint = "http://" + host + ":" + std::to_string(port);
+  fprintf(stderr,
+          "kindlingd: authentication on (SigV4): %zu user(s) in %s\n"
+          "kindlingd: to use user [%s] with the AWS CLI:\n"
+          "  aws configure set --profile kindling aws_access_key_id %s\n"
+          "  aws configure set --profile kindling aws_secret_access_key \"$(sudo sed -n '/^\\[%s\\]/,/^\\[/s/^aws_secret_access_key *= *//p' %s)\"\n"
+          "  aws configure set --profile kindling region %s\n"
+          "  aws --profile kindling --endpoint-url %s lambda list-functions\n"
+          "kindlingd: (or copy the [%s] block of %s into ~/.aws/credentials)\n",
+          creds.users().size(), path.c_str(), first.user.c_str(), first.access_key_id.c_str(), first.user.c_str(),
+          path.c_str(), region.c_str(), endpoint.c_str(), first.user.c_str(), path.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,6 +97,8 @@ int main(int argc, char** argv) {
   uint32_t scaling_limit = 1000;
   double scaling_window_s = 10;
   std::string runtimes_dir, init_path;
+  std::string auth_mode = "off";
+  bool allow_unauthenticated = false;
   app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for metadata, code packages and logs")->capture_default_str();
   app.add_option("--region", arn.region, "Region used in ARNs")->capture_default_str();
@@ -88,12 +118,22 @@ int main(int argc, char** argv) {
                  "Asynchronous deliveries in flight at most")->capture_default_str();
   app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
   app.add_option("--init", init_path, "Path of the kindling-init binary");
+  app.add_option("--auth", auth_mode, "SigV4 authentication of API requests against <data-dir>/credentials")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_flag("--allow-unauthenticated", allow_unauthenticated,
+               "Allow --auth off on a non-loopback --listen address (anyone who can connect may run code)");
   CLI11_PARSE(app, argc, argv);
 
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return Fail("--listen must be HOST:PORT");
   std::string host = listen.substr(0, colon);
   int port = atoi(listen.substr(colon + 1).c_str());
+  bool loopback = IsLoopbackHost(host);
+  if (auth_mode == "off" && !loopback && !allow_unauthenticated)
+    return Fail("refusing to listen on non-loopback address " + host +
+                " with --auth off: anyone who can reach it could run code. Use --auth on, or pass "
+                "--allow-unauthenticated to accept that (see docs/security.md)");
   if (arn.account_id.size() != 12 || arn.account_id.find_first_not_of("0123456789") != std::string::npos)
     return Fail("--account-id must be 12 digits");
   if (geteuid() != 0) return Fail("must run as root: sandboxes need namespaces and cgroups");
@@ -114,6 +154,19 @@ int main(int argc, char** argv) {
   chmod(data_dir.c_str(), 0711);
   MakeDirs(data_dir + "/code", 0711);
   signal(SIGPIPE, SIG_IGN);
+
+  // Authentication: <data-dir>/credentials (0600; created with a random key pair when absent).
+  std::unique_ptr<SigV4Verifier> verifier;
+  std::string credentials_path = data_dir + "/credentials";
+  if (auth_mode == "on") {
+    bool created = false;
+    auto creds = CredentialStore::LoadOrCreate(credentials_path, &created);
+    if (!creds.ok()) return Fail(creds.status().message());
+    if (created) fprintf(stderr, "kindlingd: created %s with a new key pair (user [default])\n", credentials_path.c_str());
+    SigV4Options sopts;
+    sopts.region = arn.region;
+    verifier = std::make_unique<SigV4Verifier>(std::move(creds).value(), sopts);
+  }
 
   auto store = MetadataStore::Open(data_dir + "/metadata.db");
   if (!store.ok()) return Fail(store.status().message());
@@ -168,7 +221,8 @@ int main(int argc, char** argv) {
   });
   if (auto provisioned = registry.store().ListProvisioned(""); provisioned.ok())
     for (const auto& p : *provisioned) assignment.SetProvisioned(p.function, p.qualifier, p.requested);
-  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, {arn, wopts.code_root});
+  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics,
+                {arn, wopts.code_root, verifier.get(), /*metrics_unauthenticated=*/loopback});
   // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
   async_opts.arn = arn;
   auto async = AsyncInvoker::Open(io, data_dir + "/events.db", frontend, metrics, async_opts);
@@ -188,6 +242,8 @@ int main(int argc, char** argv) {
     io.stop();
   });
   fprintf(stderr, "kindlingd: listening on http://%s:%d (data dir %s)\n", host.c_str(), *bound, data_dir.c_str());
+  if (verifier) PrintCredentialsUsage(credentials_path, verifier->credentials(), host, *bound, arn.region);
+  else fprintf(stderr, "kindlingd: authentication off (--auth off): any local client may call the API\n");
   io.run();
   assignment.Shutdown();
   // Let the sessions' read loops see their closed sockets and release their sandboxes.
