@@ -74,6 +74,10 @@ awaitable<void> HttpServer::AcceptLoop() {
       if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
       continue;  // e.g. EMFILE: keep serving the connections we have
     }
+    if (connections_ >= limits_.max_connections) {
+      socket.close(ec);  // over the cap: refuse at once rather than queue
+      continue;
+    }
     socket.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
   }
@@ -100,18 +104,95 @@ void ParseTarget(HttpRequest& req) {
   }
 }
 
+// Closes (cancels) the socket's pending operations when its deadline passes; set_expired tells
+// the reader why its read failed.
+class Deadline {
+ public:
+  Deadline(asio::io_context& io, tcp::socket& socket) : timer_(io), socket_(socket) {}
+  ~Deadline() { Disarm(); }
+  void Arm(std::chrono::steady_clock::duration d) {
+    state_ = std::make_shared<State>();
+    timer_.expires_after(d);
+    timer_.async_wait([state = state_, &socket = socket_](boost::system::error_code e) {
+      // Cancelled, or disarmed after expiring with this handler already queued: touch nothing
+      // (the connection's frame may be gone, or a later operation may be pending).
+      if (e || !state->armed) return;
+      state->expired = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+  }
+  void Disarm() {
+    if (state_) state_->armed = false;
+    timer_.cancel();
+  }
+  bool expired() const { return state_ && state_->expired; }
+
+ private:
+  struct State {
+    bool armed = true;
+    bool expired = false;
+  };
+  asio::steady_timer timer_;
+  tcp::socket& socket_;
+  std::shared_ptr<State> state_;
+};
+
+HttpResponse HeaderError(int status, const std::string& message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = R"({"Type":"User","message":")" + message + R"("})";
+  return r;
+}
+
 }  // namespace
 
 awaitable<void> HttpServer::Serve(tcp::socket socket) {
+  ++connections_;
+  struct Count {
+    size_t& n;
+    ~Count() { --n; }
+  } count{connections_};
+  Deadline deadline(io_, socket);
+  bool first = true;
   beast::flat_buffer buffer;
   for (;;) {
     boost::system::error_code ec;
     http::request_parser<http::string_body> parser;
-    parser.header_limit(64 * 1024);
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
     // The body limit depends on the route, known only after the header: checked below.
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (!first && buffer.size() == 0) {
+      // Keep-alive: wait for the next request's first byte at most the idle timeout.
+      deadline.Arm(limits_.idle_timeout);
+      co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+      deadline.Disarm();
+      if (ec) break;
+    }
+    first = false;
+    deadline.Arm(limits_.header_timeout);
     co_await http::async_read_header(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
+    deadline.Disarm();
+    if (ec) {
+      // Answer what the parser rejected; a timeout or a closed connection just ends.
+      HttpResponse bad;
+      if (ec == http::error::header_limit)
+        bad = HeaderError(431, "Request header is larger than " + std::to_string(limits_.max_header_bytes) + " bytes");
+      else if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+               ec != http::error::end_of_stream &&
+               ec != http::error::partial_message && !deadline.expired())
+        bad = HeaderError(400, "Malformed HTTP request header");
+      else
+        break;
+      http::response<http::string_body> out{static_cast<http::status>(bad.status), 11};
+      out.set(http::field::server, "Kindling");
+      out.set(http::field::content_type, bad.content_type);
+      out.body() = std::move(bad.body);
+      out.keep_alive(false);
+      out.prepare_payload();
+      co_await http::async_write(socket, out, asio::redirect_error(asio::use_awaitable, ec));
+      break;
+    }
     HttpRequest req;
     auto& header = parser.get();
     req.method = std::string(header.method_string());
@@ -120,13 +201,23 @@ awaitable<void> HttpServer::Serve(tcp::socket socket) {
     size_t limit = handler_.BodyLimit(req.method, req.path);
     bool keep_alive = header.keep_alive();
     HttpResponse resp;
-    if (parser.content_length() && *parser.content_length() > limit) {
+    if (static_cast<size_t>(std::distance(header.begin(), header.end())) > limits_.max_header_count) {
+      resp = HeaderError(431, "Too many request header fields (at most " +
+                                  std::to_string(limits_.max_header_count) + ")");
+      keep_alive = false;
+    } else if (parser.content_length() && *parser.content_length() > limit) {
       resp = handler_.TooLarge(req.method, req.path);
       keep_alive = false;
     } else {
       parser.body_limit(limit);
-      if (!parser.is_done())
+      if (!parser.is_done()) {
+        uint64_t size = parser.content_length() ? *parser.content_length() : limit;
+        auto budget = std::chrono::milliseconds(
+            size / std::max<uint64_t>(1, limits_.body_min_bytes_per_second) * 1000);
+        deadline.Arm(std::max(budget, limits_.body_timeout_floor));
         co_await http::async_read(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        deadline.Disarm();
+      }
       if (ec == http::error::body_limit) {
         resp = handler_.TooLarge(req.method, req.path);
         keep_alive = false;

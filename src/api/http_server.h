@@ -2,8 +2,14 @@
 // handed to a Handler. Bodies are read only after the handler's body limit for that request line
 // is known; a request over it gets the handler's 413 and the connection is closed.
 //
+// Limits against slow or abusive clients (HttpLimits): a cap on concurrent connections (beyond it a
+// new connection is closed at once), a deadline for a request's header, one for its body
+// proportional to its size, an idle keep-alive timeout, and caps on header bytes and count (over
+// them: 431 and close). A malformed header gets 400 and close.
+//
 // Thread safety: runs on one io_context thread.
 #pragma once
+#include <chrono>
 
 #include "common/asio.h"
 #include <boost/asio/ip/tcp.hpp>
@@ -46,9 +52,23 @@ class HttpHandler {
   virtual boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) = 0;
 };
 
+struct HttpLimits {
+  size_t max_connections = 1024;      // open connections; more are closed on accept
+  size_t max_header_bytes = 64 * 1024;  // request line + headers; over it: 431
+  size_t max_header_count = 100;      // header fields; over it: 431
+  std::chrono::milliseconds header_timeout{10000};  // first byte to end of header (slowloris)
+  // The body must arrive within max(body_timeout_floor, size / body_min_bytes_per_second); a
+  // chunked body is given the time of its route's body limit.
+  std::chrono::milliseconds body_timeout_floor{10000};
+  uint64_t body_min_bytes_per_second = 64 * 1024;
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection with no request
+};
+
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, HttpHandler& handler) : io_(io), handler_(handler) {}
+  HttpServer(boost::asio::io_context& io, HttpHandler& handler, HttpLimits limits = {})
+      : io_(io), handler_(handler), limits_(limits) {}
+  size_t connections() const { return connections_; }
   // Binds and starts accepting. Returns the bound port (useful with port 0).
   Result<int> Listen(const std::string& host, int port);
   void Stop();
@@ -59,6 +79,8 @@ class HttpServer {
 
   boost::asio::io_context& io_;
   HttpHandler& handler_;
+  HttpLimits limits_;
+  size_t connections_ = 0;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
 };
 

@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   uint32_t scaling_limit = 1000;
   double scaling_window_s = 10;
   std::string runtimes_dir, init_path;
+  HttpLimits http_limits;  // API server limits against slow or abusive clients
+  double http_header_timeout_s = 10, http_idle_timeout_s = 60;
   std::string auth_mode = "off";
   bool allow_unauthenticated = false;
   app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
@@ -118,6 +120,12 @@ int main(int argc, char** argv) {
                  "Asynchronous deliveries in flight at most")->capture_default_str();
   app.add_option("--runtimes-dir", runtimes_dir, "Directory holding the runtime clients");
   app.add_option("--init", init_path, "Path of the kindling-init binary");
+  app.add_option("--max-connections", http_limits.max_connections,
+                 "Open API connections allowed; more are closed on accept")->capture_default_str();
+  app.add_option("--http-header-timeout", http_header_timeout_s,
+                 "Seconds a client has to send a request header")->capture_default_str();
+  app.add_option("--http-idle-timeout", http_idle_timeout_s,
+                 "Seconds an idle keep-alive API connection is kept open")->capture_default_str();
   app.add_option("--auth", auth_mode, "SigV4 authentication of API requests against <data-dir>/credentials")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
@@ -229,7 +237,9 @@ int main(int argc, char** argv) {
   if (!async.ok()) return Fail(async.status().message());
   api.SetAsync(async->get());
   (*async)->Start();
-  HttpServer server(io, api);
+  http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_header_timeout_s * 1000));
+  http_limits.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_idle_timeout_s * 1000));
+  HttpServer server(io, api, http_limits);
   auto bound = server.Listen(host, port);
   if (!bound.ok()) return Fail(bound.status().message());
 
