@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang libclang-rt-14-dev
   libboost-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libssl-dev libseccomp-dev libcap-dev
   libzip-dev libzstd-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the C++ unit and integration tests (ctest)
 # and the Python integration and end-to-end tests (pytest, against real kindlingd processes and
-# sandboxes, with the AWS CLI and boto3). Prints a summary line per runner, then the total.
+# sandboxes, with the AWS CLI and boto3), then a short libFuzzer run per fuzz target (FUZZ_SECONDS,
+# default 20). Prints a summary line per runner, then the total.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
@@ -15,5 +16,14 @@ pytest_rc=0
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/ || pytest_rc=$?
 [[ $pytest_rc == 5 ]] && pytest_rc=0  # no tests collected is not a failure
 
-echo "ctest exit $ctest_rc, pytest exit $pytest_rc"
-[[ $ctest_rc == 0 && $pytest_rc == 0 ]]
+# libFuzzer targets (fuzz/), each FUZZ_SECONDS on its committed corpus: prints '<N> passed, <M> failed'.
+# Skipped (not failed) where clang is missing.
+fuzz_rc=0
+if command -v clang >/dev/null && command -v clang++ >/dev/null; then
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh || fuzz_rc=$?
+else
+  echo "fuzz: clang not found, fuzzing skipped"
+fi
+
+echo "ctest exit $ctest_rc, pytest exit $pytest_rc, fuzz exit $fuzz_rc"
+[[ $ctest_rc == 0 && $pytest_rc == 0 && $fuzz_rc == 0 ]]
