@@ -156,6 +156,7 @@ awaitable<void> HttpServer::Serve(tcp::socket socket) {
   Deadline deadline(io_, socket);
   bool first = true;
   beast::flat_buffer buffer;
+  buffer.reserve(64 * 1024);  // Beast reads at most the buffer's free capacity per call
   for (;;) {
     boost::system::error_code ec;
     http::request_parser<http::string_body> parser;
@@ -210,6 +211,11 @@ awaitable<void> HttpServer::Serve(tcp::socket socket) {
       keep_alive = false;
     } else {
       parser.body_limit(limit);
+      if (!parser.is_done() && beast::iequals(header[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> go_on{http::status::continue_, 11};
+        co_await http::async_write(socket, go_on, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+      }
       if (!parser.is_done()) {
         uint64_t size = parser.content_length() ? *parser.content_length() : limit;
         auto budget = std::chrono::milliseconds(

@@ -28,15 +28,22 @@ bool AssignmentService::TakeScalingToken(const std::string& function) {
   return true;
 }
 
-Result<std::shared_ptr<SandboxSession>> AssignmentService::StartSandbox(const FunctionConfig& fn,
-                                                                        const std::string& initialization_type) {
+awaitable<Result<std::shared_ptr<SandboxSession>>> AssignmentService::StartSandbox(
+    FunctionConfig fn, std::string initialization_type) {
   if (!TakeScalingToken(fn.name))
-    return Status::Coded(kScalingThrottled, "the function starts new sandboxes faster than its scaling rate");
+    co_return Status::Coded(kScalingThrottled, "the function starts new sandboxes faster than its scaling rate");
   for (;;) {
     auto worker = placement_.Choose({fn.name, fn.memory_mb});
-    if (worker.ok()) return (*worker)->CreateSandbox(fn, initialization_type);
+    if (worker.ok()) {
+      auto created = co_await (*worker)->CreateSandbox(fn, initialization_type);
+      if (created.ok() && stopped_) {
+        (*created)->Destroy();
+        co_return Status::Error("kindlingd is shutting down");
+      }
+      co_return created;
+    }
     // No room: idle sandboxes (of any function) give way, least recently used first.
-    if (!EvictLeastRecentlyUsed()) return worker.status();
+    if (!EvictLeastRecentlyUsed()) co_return worker.status();
   }
 }
 
@@ -77,7 +84,9 @@ awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& 
   // the event (e.g. it exited right after its previous result), so the function never saw it.
   for (int attempt = 0;; ++attempt) {
     if (!session) {
-      auto created = StartSandbox(fn);
+      ++pool->starting;  // keeps the pool alive while the sandbox is created
+      auto created = co_await StartSandbox(fn);
+      --pool->starting;
       if (!created.ok()) {
         const Status& s = created.status();
         if (s.code().empty() || s.code() == kScalingThrottled) co_return s;
@@ -270,7 +279,7 @@ void AssignmentService::ReconcileProvisioned() {
 }
 
 awaitable<void> AssignmentService::StartProvisioned(FunctionConfig fn, std::string pool_key) {
-  auto created = StartSandbox(fn, "provisioned-concurrency");
+  auto created = co_await StartSandbox(fn, "provisioned-concurrency");
   std::shared_ptr<SandboxSession> session;
   bool ready = false;
   if (created.ok()) {

@@ -89,7 +89,7 @@ class AssignmentService {
     bool retired = false;
     std::string version = "$LATEST";
     int provisioned = 0;  // sandboxes kept ready for provisioned concurrency
-    int starting = 0;     // provisioned sandboxes still initializing
+    int starting = 0;     // sandboxes being created or (provisioned) initializing
     int Live() const { return static_cast<int>(idle.size() + busy.size()) + starting; }
   };
   struct Provision {
@@ -103,8 +103,8 @@ class AssignmentService {
   void ReconcileProvisioned();
   boost::asio::awaitable<void> StartProvisioned(FunctionConfig fn, std::string pool_key);
   // A new sandbox for fn from the worker Placement picks; evicts idle sandboxes to make room.
-  Result<std::shared_ptr<SandboxSession>> StartSandbox(const FunctionConfig& fn,
-                                                       const std::string& initialization_type = "on-demand");
+  boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> StartSandbox(
+      FunctionConfig fn, std::string initialization_type = "on-demand");
   // Takes one token of fn's scaling budget; false when it is spent.
   bool TakeScalingToken(const std::string& function);
   // Destroys the idle sandbox unused for longest; false when none is idle.

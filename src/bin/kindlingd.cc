@@ -158,8 +158,20 @@ int main(int argc, char** argv) {
   if (!realpath(data_dir.c_str(), real)) return Fail("cannot resolve " + data_dir);
   data_dir = real;
   // Sandboxes mount code packages as their own unprivileged host uid: the data directory must be
-  // searchable (not listable) by others. Metadata and logs stay private (0700 / 0640 inside).
+  // searchable (not listable) by others, and so must every directory above it. Metadata and logs
+  // stay private (0600 / 0640 inside).
   chmod(data_dir.c_str(), 0711);
+  for (fs::path p = fs::path(data_dir).parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st;
+    if (stat(p.c_str(), &st) == 0 && !(st.st_mode & S_IXOTH)) {
+      char mode[8];
+      snprintf(mode, sizeof mode, "%o", st.st_mode & 07777);
+      return Fail("the data directory's parent " + p.string() + " (mode " + mode +
+                  ") is not searchable by other users, so sandboxes could not mount code from it; "
+                  "choose a data directory whose parents have o+x, e.g. /var/lib/kindling");
+    }
+    if (p == p.root_path()) break;
+  }
   MakeDirs(data_dir + "/code", 0711);
   signal(SIGPIPE, SIG_IGN);
 

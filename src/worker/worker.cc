@@ -63,8 +63,27 @@ std::shared_ptr<FunctionLog> Worker::LogFor(const std::string& function) {
   return log;
 }
 
-Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConfig& fn,
-                                                              const std::string& initialization_type) {
+Worker::~Worker() { create_pool_.join(); }
+
+boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSandbox(
+    FunctionConfig fn, std::string initialization_type) {
+  auto spec = PrepareSpec(fn, initialization_type);
+  if (!spec.ok()) co_return spec.status();
+  // Creating a sandbox blocks for a few milliseconds (clone, cgroups, the child's setup): it runs
+  // on the creation pool, so the io thread keeps serving and creations proceed in parallel.
+  reserved_bytes_ += spec->memory_bytes;
+  auto create = [factory = factory_.get(), spec = std::move(spec).value()] { return factory->Create(spec); };
+  auto sandbox = co_await RunOn(create_pool_.get_executor(), std::move(create));
+  reserved_bytes_ -= uint64_t(fn.memory_mb) << 20;
+  if (!sandbox.ok()) co_return Status::Error("sandbox creation failed: " + sandbox.status().message());
+  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name),
+                                                  opts_.freeze_delay);
+  session->Start();
+  sessions_[session->id()] = session;
+  co_return session;
+}
+
+Result<SandboxSpec> Worker::PrepareSpec(const FunctionConfig& fn, const std::string& initialization_type) {
   const RuntimeInfo* runtime = FindRuntime(fn.runtime);
   if (!runtime) return Status::Coded("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
   std::string code_dir = opts_.code_root + "/" + fn.code_digest;
@@ -93,18 +112,12 @@ Result<std::shared_ptr<SandboxSession>> Worker::CreateSandbox(const FunctionConf
   uint32_t vcpus = static_cast<uint32_t>(std::ceil(fn.memory_mb / 1769.0));
   spec.cpu_millis = 1000 * std::min<uint32_t>(vcpus, static_cast<uint32_t>(std::max(1L, cpus)));
   spec.pids_max = 1024;
-
-  auto sandbox = factory_->Create(spec);
-  if (!sandbox.ok()) return Status::Error("sandbox creation failed: " + sandbox.status().message());
-  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name),
-                                                  opts_.freeze_delay);
-  session->Start();
-  sessions_[session->id()] = session;
-  return session;
+  return spec;
 }
 
 WorkerStats Worker::Stats() {
   WorkerStats stats;
+  stats.memory_reserved_bytes = reserved_bytes_;  // sandboxes being created
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto s = it->second.lock();
     if (!s || s->dead()) {

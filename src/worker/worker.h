@@ -5,12 +5,13 @@
 // Thread safety: every method runs on the io_context thread.
 #pragma once
 
-#include "common/asio.h"
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "common/asio.h"
 #include "common/function.h"
 #include "common/status.h"
 #include "sandbox/sandbox.h"
@@ -38,13 +39,14 @@ struct WorkerStats {
 class Worker {
  public:
   Worker(boost::asio::io_context& io, std::unique_ptr<SandboxFactory> factory, WorkerOptions opts);
+  ~Worker();  // waits for creations in progress
 
   // Starts a sandbox for fn, already reading its control socket. Its runtime initializes in the
   // background; the first Invoke waits for it. Errors carry a code when they are the function's
   // fault (Runtime.InvalidEntrypoint, InvalidRuntimeException); uncoded errors are service errors.
   // initialization_type: AWS_LAMBDA_INITIALIZATION_TYPE ("on-demand", "provisioned-concurrency").
-  Result<std::shared_ptr<SandboxSession>> CreateSandbox(const FunctionConfig& fn,
-                                                        const std::string& initialization_type = "on-demand");
+  boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> CreateSandbox(
+      FunctionConfig fn, std::string initialization_type = "on-demand");
 
   WorkerStats Stats();
   // Removes the worker's host state (see SandboxFactory::RemoveAll). Call after every session
@@ -56,6 +58,8 @@ class Worker {
   std::vector<std::string> Environment(const FunctionConfig& fn, const std::string& sandbox_id,
                                        const std::string& exec_env, const std::string& initialization_type);
   std::shared_ptr<FunctionLog> LogFor(const std::string& function);
+  // The sandbox to start for fn, or the function's fault (coded errors).
+  Result<SandboxSpec> PrepareSpec(const FunctionConfig& fn, const std::string& initialization_type);
 
   boost::asio::io_context& io_;
   std::unique_ptr<SandboxFactory> factory_;
@@ -63,6 +67,8 @@ class Worker {
   uint64_t next_id_ = 1;
   std::map<std::string, std::weak_ptr<SandboxSession>> sessions_;
   std::map<std::string, std::weak_ptr<FunctionLog>> logs_;
+  uint64_t reserved_bytes_ = 0;                 // memory of sandboxes being created
+  boost::asio::thread_pool create_pool_{2};     // SandboxFactory::Create is thread-safe
 };
 
 }  // namespace kindling
