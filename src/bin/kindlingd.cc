@@ -16,6 +16,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "api/http_server.h"
 #include "api/lambda_api.h"
@@ -49,6 +50,31 @@ std::string FindShipped(const std::string& name) {
     if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec).string();
   }
   return "";
+}
+
+// Copies kindling-init and the runtime clients into dir (replacing what an earlier start left);
+// returns the copies' paths.
+Result<std::pair<std::string, std::string>> StageRuntimeFiles(const std::string& init_path,
+                                                             const std::string& runtimes_dir,
+                                                             const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  fs::permissions(dir, fs::perms(0755), ec);
+  std::string init_copy = dir + "/init", runtimes_copy = dir + "/runtimes";
+  fs::remove(init_copy + ".new", ec);
+  fs::copy_file(init_path, init_copy + ".new", ec);
+  if (!ec) fs::permissions(init_copy + ".new", fs::perms(0755), ec);
+  if (!ec) fs::rename(init_copy + ".new", init_copy, ec);
+  if (ec) return Status::Error("copy " + init_path + ": " + ec.message());
+  fs::remove_all(runtimes_copy + ".new", ec);
+  fs::copy(runtimes_dir, runtimes_copy + ".new", fs::copy_options::recursive, ec);
+  if (!ec) fs::remove_all(runtimes_copy, ec);
+  if (!ec) fs::rename(runtimes_copy + ".new", runtimes_copy, ec);
+  if (ec) return Status::Error("copy " + runtimes_dir + ": " + ec.message());
+  for (const auto& entry : fs::recursive_directory_iterator(runtimes_copy, ec))  // readable by sandboxes
+    fs::permissions(entry.path(), entry.is_directory() ? fs::perms(0755) : fs::perms::others_read | fs::perms::group_read,
+                    fs::perm_options::add, ec);
+  return std::make_pair(init_copy, runtimes_copy);
 }
 
 int Fail(const std::string& message) {
@@ -173,6 +199,13 @@ int main(int argc, char** argv) {
     if (p == p.root_path()) break;
   }
   MakeDirs(data_dir + "/code", 0711);
+  // Sandboxes reach kindling-init and the runtime clients through bind mounts made as their own
+  // unprivileged uid, so they get copies under the data directory (whose parents were checked
+  // above): kindlingd then runs from any build or install location, e.g. a tree under /root.
+  if (auto staged = StageRuntimeFiles(init_path, runtimes_dir, data_dir + "/runtime-files"); !staged.ok())
+    return Fail("staging runtime files: " + staged.status().message());
+  else
+    std::tie(init_path, runtimes_dir) = *staged;
   signal(SIGPIPE, SIG_IGN);
 
   // Authentication: <data-dir>/credentials (0600; created with a random key pair when absent).
