@@ -9,45 +9,13 @@
 #include <cmath>
 
 #include "common/ids.h"
+#include "store/sqlite.h"
 
 namespace kindling {
 namespace {
 
-Status SqlError(sqlite3* db, const std::string& what) {
-  return Status::Error("events.db " + what + ": " + sqlite3_errmsg(db));
-}
-
-// RAII prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  bool ok() const { return stmt_ != nullptr; }
-  void Bind(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  }
-  void BindBlob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  }
-  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void Bind(int i, int v) { sqlite3_bind_int64(stmt_, i, v); }
-  int Step() { return sqlite3_step(stmt_); }
-  void Reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  std::string Text(int col) {
-    const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : "";
-  }
-  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
-  bool Null(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-
- private:
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using Stmt = sqlite::Statement;
+using sqlite::Error;
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back unless Commit() succeeded.
 class Transaction {
@@ -60,7 +28,7 @@ class Transaction {
   }
   bool ok() const { return ok_; }
   Status Commit() {
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return SqlError(db_, "commit");
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return Error(db_, "commit");
     done_ = true;
     return Status::Ok();
   }
@@ -153,7 +121,7 @@ Status EventQueue::InsertEvents(const std::vector<NewEvent>& events) {
   Stmt st(db_,
           "INSERT INTO events (request_id, function, qualifier, payload, client_context, first_accepted_ms,"
           " next_attempt_ms) VALUES (?, ?, ?, ?, ?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   for (const NewEvent& e : events) {
     st.Bind(1, e.request_id);
     st.Bind(2, e.function);
@@ -162,7 +130,7 @@ Status EventQueue::InsertEvents(const std::vector<NewEvent>& events) {
     st.Bind(5, e.client_context);
     st.Bind(6, e.accepted_ms);
     st.Bind(7, std::max(e.not_before_ms, e.accepted_ms));
-    if (st.Step() != SQLITE_DONE) return SqlError(db_, "enqueue");
+    if (st.Step() != SQLITE_DONE) return Error(db_, "enqueue");
     st.Reset();
   }
   return Status::Ok();
@@ -171,7 +139,7 @@ Status EventQueue::InsertEvents(const std::vector<NewEvent>& events) {
 Status EventQueue::InsertMessages(const std::vector<QueueMessage>& messages, int64_t now_ms) {
   Stmt st(db_,
           "INSERT INTO messages (message_id, queue, target_arn, body, attributes, sent_ms) VALUES (?, ?, ?, ?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   for (const QueueMessage& m : messages) {
     st.Bind(1, NewRequestId());
     st.Bind(2, m.queue);
@@ -179,7 +147,7 @@ Status EventQueue::InsertMessages(const std::vector<QueueMessage>& messages, int
     st.BindBlob(4, m.body);
     st.Bind(5, m.attributes.empty() ? std::string("{}") : m.attributes);
     st.Bind(6, now_ms);
-    if (st.Step() != SQLITE_DONE) return SqlError(db_, "push message");
+    if (st.Step() != SQLITE_DONE) return Error(db_, "push message");
     st.Reset();
   }
   return Status::Ok();
@@ -187,7 +155,7 @@ Status EventQueue::InsertMessages(const std::vector<QueueMessage>& messages, int
 
 Status EventQueue::Enqueue(const std::vector<NewEvent>& events) {
   Transaction tx(db_);
-  if (!tx.ok()) return SqlError(db_, "begin");
+  if (!tx.ok()) return Error(db_, "begin");
   Status s = InsertEvents(events);
   if (!s.ok()) return s;
   return tx.Commit();
@@ -201,17 +169,17 @@ Result<std::vector<QueuedEvent>> EventQueue::Lease(int64_t now_ms, int limit, in
                                 " SELECT id FROM events WHERE next_attempt_ms <= ?3 AND lease_until_ms <= ?3"
                                 " ORDER BY next_attempt_ms, id LIMIT ?4) RETURNING ") + kEventColumns;
   Transaction tx(db_);
-  if (!tx.ok()) return SqlError(db_, "begin");
+  if (!tx.ok()) return Error(db_, "begin");
   {
     Stmt st(db_, sql.c_str());
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, now_ms + lease_ms);
     st.Bind(2, token);
     st.Bind(3, now_ms);
     st.Bind(4, limit);
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadEvent(st));
-    if (rc != SQLITE_DONE) return SqlError(db_, "lease");
+    if (rc != SQLITE_DONE) return Error(db_, "lease");
   }
   Status s = tx.Commit();
   if (!s.ok()) return s;
@@ -223,8 +191,8 @@ Result<std::vector<QueuedEvent>> EventQueue::Lease(int64_t now_ms, int limit, in
 
 Result<std::optional<int64_t>> EventQueue::NextDue() {
   Stmt st(db_, "SELECT min(max(next_attempt_ms, lease_until_ms)) FROM events");
-  if (!st.ok()) return SqlError(db_, "prepare");
-  if (st.Step() != SQLITE_ROW) return SqlError(db_, "next due");
+  if (!st.ok()) return Error(db_, "prepare");
+  if (st.Step() != SQLITE_ROW) return Error(db_, "next due");
   if (st.Null(0)) return std::optional<int64_t>();
   return std::optional<int64_t>(st.Int(0));
 }
@@ -233,7 +201,7 @@ Result<bool> EventQueue::Requeue(const QueuedEvent& ev, int64_t next_attempt_ms)
   Stmt st(db_,
           "UPDATE events SET invoke_count = ?, function_errors = ?, backoffs = ?, next_attempt_ms = ?,"
           " last_result = ?, lease_until_ms = 0, lease_token = '' WHERE id = ? AND lease_token = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, ev.invoke_count);
   st.Bind(2, ev.function_errors);
   st.Bind(3, ev.backoffs);
@@ -241,20 +209,20 @@ Result<bool> EventQueue::Requeue(const QueuedEvent& ev, int64_t next_attempt_ms)
   st.Bind(5, ev.last_result);
   st.Bind(6, ev.id);
   st.Bind(7, ev.lease_token);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "requeue");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "requeue");
   return sqlite3_changes(db_) == 1;
 }
 
 Result<bool> EventQueue::Finish(const QueuedEvent& ev, const std::vector<NewEvent>& new_events,
                                 const std::vector<QueueMessage>& messages, int64_t now_ms) {
   Transaction tx(db_);
-  if (!tx.ok()) return SqlError(db_, "begin");
+  if (!tx.ok()) return Error(db_, "begin");
   {
     Stmt st(db_, "DELETE FROM events WHERE id = ? AND lease_token = ?");
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, ev.id);
     st.Bind(2, ev.lease_token);
-    if (st.Step() != SQLITE_DONE) return SqlError(db_, "finish");
+    if (st.Step() != SQLITE_DONE) return Error(db_, "finish");
     if (sqlite3_changes(db_) != 1) return false;  // lease lost: roll back, write nothing
   }
   Status s = InsertEvents(new_events);
@@ -272,8 +240,8 @@ Status EventQueue::ReleaseAllLeases() {
 
 Result<QueueStats> EventQueue::Stats() {
   Stmt st(db_, "SELECT count(*), min(first_accepted_ms), sum(lease_until_ms != 0) FROM events");
-  if (!st.ok()) return SqlError(db_, "prepare");
-  if (st.Step() != SQLITE_ROW) return SqlError(db_, "stats");
+  if (!st.ok()) return Error(db_, "prepare");
+  if (st.Step() != SQLITE_ROW) return Error(db_, "stats");
   QueueStats s;
   s.depth = st.Int(0);
   s.oldest_accepted_ms = st.Null(1) ? 0 : st.Int(1);
@@ -283,44 +251,44 @@ Result<QueueStats> EventQueue::Stats() {
 
 Status EventQueue::PutConfig(const std::string& function, const std::string& qualifier, const std::string& doc) {
   Stmt st(db_, "INSERT OR REPLACE INTO configs (function, qualifier, doc) VALUES (?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, qualifier);
   st.Bind(3, doc);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put config");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "put config");
   return Status::Ok();
 }
 
 Result<bool> EventQueue::DeleteConfig(const std::string& function, const std::string& qualifier) {
   Stmt st(db_, "DELETE FROM configs WHERE function = ? AND qualifier = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, qualifier);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete config");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete config");
   return sqlite3_changes(db_) == 1;
 }
 
 Status EventQueue::DeleteConfigs(const std::string& function) {
   Stmt st(db_, "DELETE FROM configs WHERE function = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete configs");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete configs");
   return Status::Ok();
 }
 
 Result<std::map<std::pair<std::string, std::string>, std::string>> EventQueue::LoadConfigs() {
   Stmt st(db_, "SELECT function, qualifier, doc FROM configs");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   std::map<std::pair<std::string, std::string>, std::string> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out[{st.Text(0), st.Text(1)}] = st.Text(2);
-  if (rc != SQLITE_DONE) return SqlError(db_, "load configs");
+  if (rc != SQLITE_DONE) return Error(db_, "load configs");
   return out;
 }
 
 Status EventQueue::PushMessages(const std::vector<QueueMessage>& messages, int64_t now_ms) {
   Transaction tx(db_);
-  if (!tx.ok()) return SqlError(db_, "begin");
+  if (!tx.ok()) return Error(db_, "begin");
   Status s = InsertMessages(messages, now_ms);
   if (!s.ok()) return s;
   return tx.Commit();
@@ -330,12 +298,12 @@ Result<std::vector<ReceivedMessage>> EventQueue::Receive(const std::string& queu
                                                          int64_t now_ms) {
   std::vector<ReceivedMessage> out;
   Transaction tx(db_);
-  if (!tx.ok()) return SqlError(db_, "begin");
+  if (!tx.ok()) return Error(db_, "begin");
   {
     Stmt st(db_,
             "SELECT id, message_id, target_arn, body, attributes, sent_ms, receive_count FROM messages"
             " WHERE queue = ? AND visible_at_ms <= ? ORDER BY id LIMIT ?");
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, queue);
     st.Bind(2, now_ms);
     st.Bind(3, max);
@@ -353,17 +321,17 @@ Result<std::vector<ReceivedMessage>> EventQueue::Receive(const std::string& queu
       m.receive_count = static_cast<int>(st.Int(6));
       out.push_back(std::move(m));
     }
-    if (rc != SQLITE_DONE) return SqlError(db_, "receive");
+    if (rc != SQLITE_DONE) return Error(db_, "receive");
     if (visibility_ms > 0) {
       Stmt up(db_, "UPDATE messages SET visible_at_ms = ?, receive_count = receive_count + 1, receipt = ? WHERE id = ?");
-      if (!up.ok()) return SqlError(db_, "prepare");
+      if (!up.ok()) return Error(db_, "prepare");
       for (size_t i = 0; i < ids.size(); ++i) {
         out[i].receipt_handle = out[i].message_id + "." + NewRequestId();
         out[i].receive_count++;
         up.Bind(1, now_ms + visibility_ms);
         up.Bind(2, out[i].receipt_handle);
         up.Bind(3, ids[i]);
-        if (up.Step() != SQLITE_DONE) return SqlError(db_, "receive");
+        if (up.Step() != SQLITE_DONE) return Error(db_, "receive");
         up.Reset();
       }
     }
@@ -375,28 +343,28 @@ Result<std::vector<ReceivedMessage>> EventQueue::Receive(const std::string& queu
 
 Result<bool> EventQueue::DeleteMessage(const std::string& queue, const std::string& id_or_receipt) {
   Stmt st(db_, "DELETE FROM messages WHERE queue = ? AND (message_id = ?2 OR (receipt != '' AND receipt = ?2))");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, queue);
   st.Bind(2, id_or_receipt);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete message");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete message");
   return sqlite3_changes(db_) == 1;
 }
 
 Result<int> EventQueue::PurgeQueue(const std::string& queue) {
   Stmt st(db_, "DELETE FROM messages WHERE queue = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, queue);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "purge");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "purge");
   return sqlite3_changes(db_);
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> EventQueue::ListQueues() {
   Stmt st(db_, "SELECT queue, count(*) FROM messages GROUP BY queue ORDER BY queue");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   std::vector<std::pair<std::string, int64_t>> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out.emplace_back(st.Text(0), st.Int(1));
-  if (rc != SQLITE_DONE) return SqlError(db_, "list queues");
+  if (rc != SQLITE_DONE) return Error(db_, "list queues");
   return out;
 }
 

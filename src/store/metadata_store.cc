@@ -8,38 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common/function_json.h"
+#include "store/sqlite.h"
 
 namespace kindling {
 namespace {
 
-Status SqlError(sqlite3* db, const std::string& what) {
-  return Status::Error("sqlite " + what + ": " + sqlite3_errmsg(db));
-}
-
-// RAII prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  bool ok() const { return stmt_ != nullptr; }
-  void Bind(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  }
-  void Bind(int i, int v) { sqlite3_bind_int(stmt_, i, v); }
-  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  int64_t Int64(int col) { return sqlite3_column_int64(stmt_, col); }
-  int Step() { return sqlite3_step(stmt_); }
-  std::string Text(int col) {
-    const unsigned char* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : "";
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using Stmt = sqlite::Statement;
+using sqlite::Error;
 
 Result<FunctionConfig> Decode(const std::string& text) {
   auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -135,33 +110,33 @@ Status MetadataStore::Exec(const char* sql) {
 
 Status MetadataStore::Put(const FunctionConfig& fn) {
   Stmt st(db_, "INSERT OR REPLACE INTO functions (name, version, doc) VALUES (?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, fn.name);
   st.Bind(2, fn.version);
   st.Bind(3, ToStored(fn).dump());
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "put");
   return Status::Ok();
 }
 
 Result<bool> MetadataStore::Insert(const FunctionConfig& fn) {
   Stmt st(db_, "INSERT OR IGNORE INTO functions (name, version, doc) VALUES (?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, fn.name);
   st.Bind(2, fn.version);
   st.Bind(3, ToStored(fn).dump());
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "insert");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "insert");
   return sqlite3_changes(db_) == 1;
 }
 
 Result<std::optional<FunctionConfig>> MetadataStore::Get(const std::string& name,
                                                          const std::string& version) {
   Stmt st(db_, "SELECT doc FROM functions WHERE name = ? AND version = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, name);
   st.Bind(2, version);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<FunctionConfig>();
-  if (rc != SQLITE_ROW) return SqlError(db_, "get");
+  if (rc != SQLITE_ROW) return Error(db_, "get");
   auto fn = Decode(st.Text(0));
   if (!fn.ok()) return fn.status();
   return std::optional<FunctionConfig>(std::move(fn).value());
@@ -174,9 +149,9 @@ Result<int> MetadataStore::DeleteFunction(const std::string& name) {
   for (const char* sql : {"DELETE FROM aliases WHERE function = ?", "DELETE FROM version_counters WHERE name = ?",
                           "DELETE FROM provisioned WHERE function = ?", "DELETE FROM functions WHERE name = ?"}) {
     Stmt st(db_, sql);
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, name);
-    if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete");
+    if (st.Step() != SQLITE_DONE) return Error(db_, "delete");
     deleted = sqlite3_changes(db_);  // the last statement's: function records
   }
   Status s = txn.Commit();
@@ -192,18 +167,18 @@ Result<FunctionConfig> MetadataStore::PublishVersion(FunctionConfig fn) {
     // The counter, or (a database from before versions had one) the highest stored number.
     Stmt st(db_, "SELECT MAX(n) FROM (SELECT last AS n FROM version_counters WHERE name = ?1"
                  " UNION ALL SELECT CAST(version AS INTEGER) FROM functions WHERE name = ?1 AND version != '$LATEST')");
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, fn.name);
-    if (st.Step() != SQLITE_ROW) return SqlError(db_, "version counter");
-    last = st.Int64(0);
+    if (st.Step() != SQLITE_ROW) return Error(db_, "version counter");
+    last = st.Int(0);
   }
   fn.version = std::to_string(last + 1);
   {
     Stmt st(db_, "INSERT OR REPLACE INTO version_counters (name, last) VALUES (?, ?)");
-    if (!st.ok()) return SqlError(db_, "prepare");
+    if (!st.ok()) return Error(db_, "prepare");
     st.Bind(1, fn.name);
     st.Bind(2, last + 1);
-    if (st.Step() != SQLITE_DONE) return SqlError(db_, "version counter");
+    if (st.Step() != SQLITE_DONE) return Error(db_, "version counter");
   }
   auto inserted = Insert(fn);
   if (!inserted.ok()) return inserted.status();
@@ -217,11 +192,11 @@ Result<std::optional<FunctionConfig>> MetadataStore::LatestPublished(const std::
   std::string sql = std::string("SELECT doc FROM functions WHERE name = ? AND version != '$LATEST' ORDER BY ") +
                     kVersionOrder + " DESC LIMIT 1";
   Stmt st(db_, sql.c_str());
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, name);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<FunctionConfig>();
-  if (rc != SQLITE_ROW) return SqlError(db_, "latest version");
+  if (rc != SQLITE_ROW) return Error(db_, "latest version");
   auto fn = Decode(st.Text(0));
   if (!fn.ok()) return fn.status();
   return std::optional<FunctionConfig>(std::move(fn).value());
@@ -232,7 +207,7 @@ Result<std::vector<FunctionConfig>> MetadataStore::ListVersions(const std::strin
   std::string sql = std::string("SELECT doc FROM functions WHERE name = ? AND ") + kVersionOrder + " > ? ORDER BY " +
                     kVersionOrder + " LIMIT ?";
   Stmt st(db_, sql.c_str());
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, name);
   st.Bind(2, after.empty() ? int64_t{-1} : VersionOrder(after));
   st.Bind(3, limit);
@@ -243,47 +218,47 @@ Result<std::vector<FunctionConfig>> MetadataStore::ListVersions(const std::strin
     if (!fn.ok()) return fn.status();
     out.push_back(std::move(fn).value());
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "list versions");
+  if (rc != SQLITE_DONE) return Error(db_, "list versions");
   return out;
 }
 
 Result<bool> MetadataStore::DeleteVersion(const std::string& name, const std::string& version) {
   Stmt st(db_, "DELETE FROM functions WHERE name = ? AND version = ? AND version != '$LATEST'");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, name);
   st.Bind(2, version);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete version");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete version");
   return sqlite3_changes(db_) == 1;
 }
 
 Result<bool> MetadataStore::InsertAlias(const AliasConfig& alias) {
   Stmt st(db_, "INSERT OR IGNORE INTO aliases (function, name, doc) VALUES (?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, alias.function);
   st.Bind(2, alias.name);
   st.Bind(3, ToStoredAlias(alias).dump());
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "insert alias");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "insert alias");
   return sqlite3_changes(db_) == 1;
 }
 
 Status MetadataStore::PutAlias(const AliasConfig& alias) {
   Stmt st(db_, "INSERT OR REPLACE INTO aliases (function, name, doc) VALUES (?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, alias.function);
   st.Bind(2, alias.name);
   st.Bind(3, ToStoredAlias(alias).dump());
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put alias");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "put alias");
   return Status::Ok();
 }
 
 Result<std::optional<AliasConfig>> MetadataStore::GetAlias(const std::string& function, const std::string& name) {
   Stmt st(db_, "SELECT doc FROM aliases WHERE function = ? AND name = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, name);
   int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<AliasConfig>();
-  if (rc != SQLITE_ROW) return SqlError(db_, "get alias");
+  if (rc != SQLITE_ROW) return Error(db_, "get alias");
   auto alias = DecodeAlias(st.Text(0));
   if (!alias.ok()) return alias.status();
   return std::optional<AliasConfig>(std::move(alias).value());
@@ -291,17 +266,17 @@ Result<std::optional<AliasConfig>> MetadataStore::GetAlias(const std::string& fu
 
 Result<bool> MetadataStore::DeleteAlias(const std::string& function, const std::string& name) {
   Stmt st(db_, "DELETE FROM aliases WHERE function = ? AND name = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, name);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete alias");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete alias");
   return sqlite3_changes(db_) == 1;
 }
 
 Result<std::vector<AliasConfig>> MetadataStore::ListAliases(const std::string& function,
                                                             const std::string& after_name, int limit) {
   Stmt st(db_, "SELECT doc FROM aliases WHERE function = ? AND name > ? ORDER BY name LIMIT ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, after_name);
   st.Bind(3, limit);
@@ -312,14 +287,14 @@ Result<std::vector<AliasConfig>> MetadataStore::ListAliases(const std::string& f
     if (!alias.ok()) return alias.status();
     out.push_back(std::move(alias).value());
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "list aliases");
+  if (rc != SQLITE_DONE) return Error(db_, "list aliases");
   return out;
 }
 
 Result<std::vector<FunctionConfig>> MetadataStore::List(const std::string& version,
                                                         const std::string& after_name, int limit) {
   Stmt st(db_, "SELECT doc FROM functions WHERE version = ? AND name > ? ORDER BY name LIMIT ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, version);
   st.Bind(2, after_name);
   st.Bind(3, limit);
@@ -330,17 +305,17 @@ Result<std::vector<FunctionConfig>> MetadataStore::List(const std::string& versi
     if (!fn.ok()) return fn.status();
     out.push_back(std::move(fn).value());
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "list");
+  if (rc != SQLITE_DONE) return Error(db_, "list");
   return out;
 }
 
 Result<std::vector<std::string>> MetadataStore::CodeDigestsInUse() {
   Stmt st(db_, "SELECT DISTINCT json_extract(doc, '$.CodeDigest') FROM functions");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   std::vector<std::string> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(db_, "digests");
+  if (rc != SQLITE_DONE) return Error(db_, "digests");
   return out;
 }
 
@@ -350,35 +325,35 @@ namespace kindling {
 
 Status MetadataStore::PutProvisioned(const Provisioned& p) {
   Stmt st(db_, "INSERT OR REPLACE INTO provisioned (function, qualifier, requested, last_modified) VALUES (?, ?, ?, ?)");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, p.function);
   st.Bind(2, p.qualifier);
   st.Bind(3, p.requested);
   st.Bind(4, p.last_modified);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "put provisioned");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "put provisioned");
   return Status::Ok();
 }
 
 Result<bool> MetadataStore::DeleteProvisioned(const std::string& function, const std::string& qualifier) {
   Stmt st(db_, "DELETE FROM provisioned WHERE function = ? AND qualifier = ?");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, qualifier);
-  if (st.Step() != SQLITE_DONE) return SqlError(db_, "delete provisioned");
+  if (st.Step() != SQLITE_DONE) return Error(db_, "delete provisioned");
   return sqlite3_changes(db_) > 0;
 }
 
 Result<std::vector<MetadataStore::Provisioned>> MetadataStore::ListProvisioned(const std::string& function) {
   Stmt st(db_, "SELECT function, qualifier, requested, last_modified FROM provisioned"
                " WHERE ? = '' OR function = ? ORDER BY function, qualifier");
-  if (!st.ok()) return SqlError(db_, "prepare");
+  if (!st.ok()) return Error(db_, "prepare");
   st.Bind(1, function);
   st.Bind(2, function);
   std::vector<Provisioned> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW)
     out.push_back({st.Text(0), st.Text(1), st.Text(3), std::atoi(st.Text(2).c_str())});
-  if (rc != SQLITE_DONE) return SqlError(db_, "list provisioned");
+  if (rc != SQLITE_DONE) return Error(db_, "list provisioned");
   return out;
 }
 

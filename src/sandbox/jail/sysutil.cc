@@ -1,5 +1,7 @@
 #include "sandbox/jail/sysutil.h"
 
+#include "common/files.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,25 +24,7 @@ Status WriteCtl(const std::string& path, std::string_view data) {
   return Status::Ok();
 }
 
-Status ReadCtl(const std::string& path, std::string* out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Errno("open " + path);
-  out->clear();
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      return Status::Errno("read " + path, e);
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return Status::Ok();
-}
+Status ReadCtl(const std::string& path, std::string* out) { return ReadFile(path, out); }
 
 uint64_t ParseKeyedU64(std::string_view text, std::string_view key) {
   size_t pos = 0;
