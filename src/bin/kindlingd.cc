@@ -301,7 +301,9 @@ int main(int argc, char** argv) {
   else fprintf(stderr, "kindlingd: authentication off (--auth off): any local client may call the API\n");
   io.run();
   assignment.Shutdown();
-  // Let the sessions' read loops see their closed sockets and release their sandboxes.
+  worker.StopCreating();
+  // Let the sessions' read loops see their closed sockets, and creations that finished meanwhile
+  // see the shutdown, so every sandbox is released before the host state is removed.
   io.restart();
   for (int i = 0; i < 100 && io.poll() > 0; ++i) {
   }

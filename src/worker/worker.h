@@ -49,6 +49,9 @@ class Worker {
       FunctionConfig fn, std::string initialization_type = "on-demand");
 
   WorkerStats Stats();
+  // Waits for sandbox creations in progress; their results reach the io_context, which must run
+  // once more for them to be released. Call first at shutdown.
+  void StopCreating() { create_pool_.join(); }
   // Removes the worker's host state (see SandboxFactory::RemoveAll). Call after every session
   // has been destroyed.
   Status Shutdown() { return factory_->RemoveAll(); }
