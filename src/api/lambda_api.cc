@@ -268,13 +268,24 @@ HttpResponse LambdaApi::ListFunctions(HttpRequest& req) {
   const std::string& version = req.Query("FunctionVersion");
   if (!version.empty() && version != "ALL")
     return ErrorResponse(ApiError::InvalidParameter("FunctionVersion must be ALL."), rid);
-  auto page = registry_.store().List("$LATEST", after, max_items + 1);
+  // FunctionVersion=ALL lists published versions too; its marker is "name\nversion".
+  bool all = version == "ALL";
+  std::string after_version;
+  if (all && after.find('\n') != std::string::npos) {
+    after_version = after.substr(after.find('\n') + 1);
+    after.resize(after.find('\n'));
+  }
+  auto page = all ? registry_.store().ListAllVersions(after, after_version, max_items + 1)
+                  : registry_.store().List("$LATEST", after, max_items + 1);
   if (!page.ok()) return ErrorResponse(ApiError::Service(page.status().message()), rid);
   json functions = json::array();
   for (int i = 0; i < static_cast<int>(page->size()) && i < max_items; ++i)
     functions.push_back(ToFunctionConfiguration((*page)[i], options_.arn));
   json body = {{"Functions", functions}};
-  if (static_cast<int>(page->size()) > max_items) body["NextMarker"] = ListMarker((*page)[max_items - 1].name);
+  if (static_cast<int>(page->size()) > max_items) {
+    const FunctionConfig& last = (*page)[max_items - 1];
+    body["NextMarker"] = ListMarker(all ? last.name + "\n" + last.version : last.name);
+  }
   return JsonResponse(200, body);
 }
 

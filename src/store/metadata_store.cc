@@ -222,6 +222,26 @@ Result<std::vector<FunctionConfig>> MetadataStore::ListVersions(const std::strin
   return out;
 }
 
+Result<std::vector<FunctionConfig>> MetadataStore::ListAllVersions(const std::string& after_name,
+                                                                   const std::string& after_version, int limit) {
+  std::string sql = std::string("SELECT doc FROM functions WHERE name > ?1 OR (name = ?1 AND ") + kVersionOrder +
+                    " > ?2) ORDER BY name, " + kVersionOrder + " LIMIT ?3";
+  Stmt st(db_, sql.c_str());
+  if (!st.ok()) return Error(db_, "prepare");
+  st.Bind(1, after_name);
+  st.Bind(2, after_version.empty() ? int64_t{-1} : VersionOrder(after_version));
+  st.Bind(3, limit);
+  std::vector<FunctionConfig> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto fn = Decode(st.Text(0));
+    if (!fn.ok()) return fn.status();
+    out.push_back(std::move(fn).value());
+  }
+  if (rc != SQLITE_DONE) return Error(db_, "list all versions");
+  return out;
+}
+
 Result<bool> MetadataStore::DeleteVersion(const std::string& name, const std::string& version) {
   Stmt st(db_, "DELETE FROM functions WHERE name = ? AND version = ? AND version != '$LATEST'");
   if (!st.ok()) return Error(db_, "prepare");

@@ -46,6 +46,10 @@ class MetadataStore {
   // previous page ("" = from the start), at most `limit` records.
   Result<std::vector<FunctionConfig>> ListVersions(const std::string& name, const std::string& after, int limit);
   // Deletes one published version; false when it did not exist.
+  // Every record, $LATEST and published versions, ordered by name then version, after
+  // (after_name, after_version) ("" starts at the beginning).
+  Result<std::vector<FunctionConfig>> ListAllVersions(const std::string& after_name,
+                                                      const std::string& after_version, int limit);
   Result<bool> DeleteVersion(const std::string& name, const std::string& version);
 
   // Aliases.

@@ -285,3 +285,27 @@ TEST_F(MetadataStoreTest, ProvisionedConfigsPersistAndGoWithTheFunction) {
 }
 
 }  // namespace kindling
+
+namespace kindling {
+
+TEST_F(MetadataStoreTest, ListAllVersionsPagesByNameThenVersion) {
+  auto store = MetadataStore::Open(dir_ + "/m.db");
+  ASSERT_TRUE(store.ok());
+  for (const char* n : {"b", "a"}) {
+    ASSERT_TRUE((*store)->Put(Fn(n)).ok());
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE((*store)->PublishVersion(Fn(n)).ok());
+  }
+  std::vector<std::string> seen;
+  std::string after_name, after_version;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = (*store)->ListAllVersions(after_name, after_version, 4);
+    ASSERT_TRUE(page.ok());
+    if (page->empty()) break;
+    for (const auto& fn : *page) seen.push_back(fn.name + ":" + fn.version);
+    after_name = page->back().name;
+    after_version = page->back().version;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a:$LATEST", "a:1", "a:2", "b:$LATEST", "b:1", "b:2"}));
+}
+
+}  // namespace kindling

@@ -468,3 +468,27 @@ def test_versions_and_aliases_survive_a_restart(new_daemon):
     # The counter is durable too: version 3 was deleted, the next one is 4.
     client.update_function_configuration(FunctionName=name, Environment={"Variables": {"FOO": "x"}})
     assert client.publish_version(FunctionName=name)["Version"] == "4"
+
+
+def test_list_functions_with_all_versions_pages_through_every_version(new_daemon):
+    d = new_daemon()
+    c = h.boto_client(d.endpoint)
+    names = sorted(h.unique_name("all") for _ in range(2))
+    for n in names:
+        h.create_fn(c, n, runtime="python3.12", handler="app.handler", zip_bytes=h.python_zip())
+        c.publish_version(FunctionName=n)
+        c.update_function_configuration(FunctionName=n, Timeout=7)
+        c.publish_version(FunctionName=n)
+    seen, marker = [], None
+    for _ in range(10):
+        kw = {"FunctionVersion": "ALL", "MaxItems": 4}
+        if marker:
+            kw["Marker"] = marker
+        page = c.list_functions(**kw)
+        seen += [(f["FunctionName"], f["Version"]) for f in page["Functions"]]
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    assert seen == [(n, v) for n in names for v in ("$LATEST", "1", "2")]
+    # Without FunctionVersion, only $LATEST.
+    assert [f["Version"] for f in c.list_functions()["Functions"]] == ["$LATEST", "$LATEST"]
