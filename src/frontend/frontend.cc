@@ -79,9 +79,8 @@ awaitable<std::variant<InvokeReply, ApiError>> Frontend::Invoke(InvokeCall call,
   auto prepared = Prepare(std::move(call));
   if (auto* err = std::get_if<ApiError>(&prepared)) co_return *err;
   PreparedInvoke& p = std::get<PreparedInvoke>(prepared);
-  if (p.invocation_type == "Event")
-    co_return ApiError::InvalidParameter(
-        "InvocationType Event (asynchronous invocation) is not available on this Kindling server yet.");
+  if (p.invocation_type == "Event")  // the API hands Event calls to the AsyncInvoker instead
+    co_return ApiError::Service("an Event invocation reached the synchronous path");
   co_return co_await Run(std::move(p), std::move(request_id));
 }
 
