@@ -1,6 +1,7 @@
 // Reserved concurrency (Put/Get/DeleteFunctionConcurrency) and GetAccountSettings.
 #include "api/lambda_api.h"
 #include "common/ids.h"
+#include "common/validation.h"
 
 namespace kindling {
 
@@ -16,9 +17,9 @@ HttpResponse LambdaApi::PutFunctionConcurrency(HttpRequest& req, const std::stri
     return ErrorResponse(ApiError::InvalidParameter("ReservedConcurrentExecutions must be an integer."), rid);
   int64_t reserved = value->get<int64_t>();
   if (reserved < 0)
-    return ErrorResponse(ApiError::Validation("1 validation error detected: Value '" + std::to_string(reserved) +
-                                              "' at 'reservedConcurrentExecutions' failed to satisfy constraint: "
-                                              "Member must have value greater than or equal to 0"), rid);
+    return ErrorResponse(ApiError::Validation(ConstraintMessage(std::to_string(reserved), "reservedConcurrentExecutions",
+                                                                "Member must have value greater than or equal to 0")),
+                         rid);
   auto found = Resolve(name, "");
   if (auto* e = std::get_if<ApiError>(&found)) return ErrorResponse(*e, rid);
   FunctionConfig fn = *std::get<const FunctionConfig*>(found);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/lambda_api.h"
+#include "common/validation.h"
 #include "async/async_invoker.h"
 #include "async/destination.h"
 #include "common/clock.h"
@@ -50,9 +51,9 @@ std::variant<int64_t, ApiError> QueryInt(const HttpRequest& req, const std::stri
   char* end = nullptr;
   long long n = strtoll(text.c_str(), &end, 10);
   if (*end != '\0' || n < lo || n > hi)
-    return ApiError::Validation("1 validation error detected: Value '" + text.substr(0, 32) + "' at '" + field +
-                                "' failed to satisfy constraint: Member must have value between " +
-                                std::to_string(lo) + " and " + std::to_string(hi));
+    return ApiError::Validation(ConstraintMessage(text.substr(0, 32), field,
+                                                  "Member must have value between " + std::to_string(lo) + " and " +
+                                                      std::to_string(hi)));
   return static_cast<int64_t>(n);
 }
 

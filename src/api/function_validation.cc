@@ -4,6 +4,7 @@
 #include <set>
 
 #include "async/event_invoke_config.h"
+#include "common/validation.h"
 #include "worker/runtimes.h"
 
 namespace kindling {
@@ -20,28 +21,6 @@ const std::set<std::string>& ReservedEnvironmentKeys() {
       "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
       "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR"};
   return kKeys;
-}
-
-std::string Constraint(const std::string& value, const std::string& field, const std::string& rule) {
-  return "1 validation error detected: Value '" + value.substr(0, 256) + "' at '" + field +
-         "' failed to satisfy constraint: " + rule;
-}
-
-std::optional<ApiError> IntInRange(const json& body, const char* key, const char* field, int lo,
-                                   int hi, int* out) {
-  if (!body.contains(key)) return std::nullopt;
-  const json& v = body[key];
-  if (!v.is_number_integer())
-    return ApiError::InvalidParameter(std::string(key) + " must be an integer.");
-  int64_t n = v.get<int64_t>();
-  if (n < lo)
-    return ApiError::Validation(Constraint(std::to_string(n), field,
-                                                 "Member must have value greater than or equal to " + std::to_string(lo)));
-  if (n > hi)
-    return ApiError::Validation(Constraint(std::to_string(n), field,
-                                                 "Member must have value less than or equal to " + std::to_string(hi)));
-  *out = static_cast<int>(n);
-  return std::nullopt;
 }
 
 std::optional<ApiError> StringField(const json& body, const char* key, std::string* out) {
@@ -73,18 +52,18 @@ std::optional<ApiError> ApplyFunctionConfiguration(const json& body, bool creati
   if (!FindRuntime(runtime)) {
     std::string all;
     for (const auto& r : SupportedRuntimes()) all += (all.empty() ? "" : ", ") + r;
-    return ApiError::Validation(Constraint(runtime, "runtime", "Member must satisfy enum value set: [" + all + "]"));
+    return ApiError::Validation(ConstraintMessage(runtime, "runtime", "Member must satisfy enum value set: [" + all + "]"));
   }
   static const std::regex kHandler(R"([^\s]+)");
   if (handler.empty() || handler.size() > 128 || !std::regex_match(handler, kHandler))
-    return ApiError::Validation(Constraint(handler, "handler",
+    return ApiError::Validation(ConstraintMessage(handler, "handler",
                                                  "Member must satisfy regular expression pattern: [^\\s]+ and have length less than or equal to 128"));
   static const std::regex kRole(R"(arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+)");
   if (role.size() > 2048 || !std::regex_match(role, kRole))
-    return ApiError::Validation(Constraint(role, "role",
+    return ApiError::Validation(ConstraintMessage(role, "role",
                                                  "Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+"));
   if (description.size() > 256)
-    return ApiError::Validation(Constraint(description, "description", "Member must have length less than or equal to 256"));
+    return ApiError::Validation(ConstraintMessage(description, "description", "Member must have length less than or equal to 256"));
 
   int memory = fn->memory_mb, timeout = fn->timeout_s, ephemeral = fn->ephemeral_mb;
   if (auto e = IntInRange(body, "MemorySize", "memorySize", 128, 10240, &memory)) return e;
@@ -110,7 +89,7 @@ std::optional<ApiError> ApplyFunctionConfiguration(const json& body, bool creati
       for (const auto& [k, v] : env["Variables"].items()) {
         if (!v.is_string()) return ApiError::InvalidParameter("Environment variable " + k + " must be a string.");
         if (!std::regex_match(k, kKey))
-          return ApiError::Validation(Constraint(k, "environment.variables", "Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+"));
+          return ApiError::Validation(ConstraintMessage(k, "environment.variables", "Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+"));
         if (ReservedEnvironmentKeys().count(k)) reserved += (reserved.empty() ? "" : ", ") + k;
         total += k.size() + v.get<std::string>().size();
         environment[k] = v.get<std::string>();

@@ -10,6 +10,7 @@
 #include "common/files.h"
 #include "common/function_json.h"
 #include "common/ids.h"
+#include "common/validation.h"
 #include "frontend/function_name.h"
 
 namespace kindling {
@@ -257,8 +258,9 @@ HttpResponse LambdaApi::ListFunctions(HttpRequest& req) {
     char* end = nullptr;
     long n = strtol(max_text.c_str(), &end, 10);
     if (*end != '\0' || n < 1 || n > 10000)
-      return ErrorResponse(ApiError::Validation("1 validation error detected: Value '" + max_text.substr(0, 32) +
-                                                      "' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 10000"), rid);
+      return ErrorResponse(ApiError::Validation(ConstraintMessage(max_text.substr(0, 32), "maxItems",
+                                                                  "Member must have value between 1 and 10000")),
+                           rid);
     max_items = static_cast<int>(n);
   }
   std::string after;

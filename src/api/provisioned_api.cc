@@ -3,6 +3,7 @@
 #include "api/lambda_api.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/validation.h"
 
 namespace kindling {
 
@@ -54,9 +55,9 @@ HttpResponse LambdaApi::PutProvisionedConcurrency(HttpRequest& req, const std::s
     return ErrorResponse(ApiError::InvalidParameter("ProvisionedConcurrentExecutions must be an integer."), rid);
   int64_t requested = v->get<int64_t>();
   if (requested < 1)
-    return ErrorResponse(ApiError::Validation("1 validation error detected: Value '" + std::to_string(requested) +
-                                              "' at 'provisionedConcurrentExecutions' failed to satisfy constraint: "
-                                              "Member must have value greater than or equal to 1"), rid);
+    return ErrorResponse(ApiError::Validation(ConstraintMessage(std::to_string(requested), "provisionedConcurrentExecutions",
+                                                                "Member must have value greater than or equal to 1")),
+                         rid);
   auto target = ProvisionedTarget(frontend_, options_.arn, name, req.Query("Qualifier"));
   if (auto* e = std::get_if<ApiError>(&target)) return ErrorResponse(*e, rid);
   const FunctionRef& ref = std::get<FunctionRef>(target);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/lambda_api.h"
+#include "common/validation.h"
 #include "common/clock.h"
 #include "common/function_json.h"
 #include "common/ids.h"
@@ -23,13 +24,8 @@ namespace {
 
 constexpr int kMaxPageItems = 50;  // Lambda returns at most 50 versions or aliases per call
 
-std::string Constraint(const std::string& value, const std::string& field, const std::string& rule) {
-  return "1 validation error detected: Value '" + value.substr(0, 256) + "' at '" + field +
-         "' failed to satisfy constraint: " + rule;
-}
-
 ApiError InvalidAliasName(const std::string& name, const std::string& field) {
-  return ApiError::Validation(Constraint(name, field,
+  return ApiError::Validation(ConstraintMessage(name, field,
                                          "Member must satisfy regular expression pattern: "
                                          "(?!^[0-9]+$)([a-zA-Z0-9-_]+)"));
 }
@@ -54,7 +50,7 @@ std::optional<ApiError> PageParams(HttpRequest& req, int* max_items, std::string
     char* end = nullptr;
     long n = strtol(max_text.c_str(), &end, 10);
     if (*end != '\0' || n < 1 || n > 10000)
-      return ApiError::Validation(Constraint(max_text, "maxItems", "Member must have value between 1 and 10000"));
+      return ApiError::Validation(ConstraintMessage(max_text, "maxItems", "Member must have value between 1 and 10000"));
     *max_items = std::min<int>(static_cast<int>(n), kMaxPageItems);
   }
   const std::string& marker = req.Query("Marker");
@@ -70,7 +66,7 @@ std::optional<ApiError> OptionalString(const json& body, const char* key, const 
   if (!body[key].is_string()) return ApiError::InvalidParameter(std::string(key) + " must be a string.");
   std::string v = body[key].get<std::string>();
   if (v.size() > max_len)
-    return ApiError::Validation(Constraint(v, field, "Member must have length less than or equal to " +
+    return ApiError::Validation(ConstraintMessage(v, field, "Member must have length less than or equal to " +
                                                          std::to_string(max_len)));
   *out = std::move(v);
   return std::nullopt;
@@ -106,14 +102,14 @@ std::optional<ApiError> ParseRouting(const json& body, Routing* out) {
   shown = "{" + shown + "}";
   for (const auto& [version, weight] : weights.items()) {
     if (version.empty() || version.size() > 1024 || version.find_first_not_of("0123456789") != std::string::npos)
-      return ApiError::Validation(Constraint(shown, "routingConfig.additionalVersionWeights",
+      return ApiError::Validation(ConstraintMessage(shown, "routingConfig.additionalVersionWeights",
                                              "Map keys must satisfy constraint: [Member must satisfy regular "
                                              "expression pattern: [0-9]+]"));
     if (!weight.is_number())
       return ApiError::InvalidParameter("RoutingConfig.AdditionalVersionWeights values must be numbers.");
     double w = weight.get<double>();
     if (!(w >= 0.0 && w <= 1.0))
-      return ApiError::Validation(Constraint(shown, "routingConfig.additionalVersionWeights",
+      return ApiError::Validation(ConstraintMessage(shown, "routingConfig.additionalVersionWeights",
                                              "Map value must satisfy constraint: [Member must have value less "
                                              "than or equal to 1.0, Member must have value greater than or equal "
                                              "to 0.0]"));
@@ -281,7 +277,7 @@ std::optional<ApiError> CheckAliasTargets(FunctionRegistry& registry, const ArnC
 
 std::optional<ApiError> CheckFunctionVersion(const std::string& v) {
   if (!IsVersionText(v))
-    return ApiError::Validation(Constraint(v, "functionVersion",
+    return ApiError::Validation(ConstraintMessage(v, "functionVersion",
                                            "Member must satisfy regular expression pattern: (\\$LATEST|[0-9]+)"));
   return std::nullopt;
 }

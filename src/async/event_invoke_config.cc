@@ -3,6 +3,7 @@
 #include <regex>
 
 #include "async/destination.h"
+#include "common/validation.h"
 
 namespace kindling {
 
@@ -14,24 +15,13 @@ namespace {
 const char* kDestinationPattern =
     "^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\\-])+:([a-z]{2}(-gov)?-[a-z]+-\\d{1})?:(\\d{12})?:(.*)";
 
-std::string Constraint(const std::string& value, const std::string& field, const std::string& rule) {
-  return "1 validation error detected: Value '" + value.substr(0, 256) + "' at '" + field +
-         "' failed to satisfy constraint: " + rule;
-}
-
+// Like IntInRange, and a JSON null reads as absent.
 std::optional<ApiError> RangeField(const json& body, const char* key, const char* field, int lo, int hi,
                                    std::optional<int>* out) {
   if (!body.contains(key) || body[key].is_null()) return std::nullopt;
-  const json& v = body[key];
-  if (!v.is_number_integer()) return ApiError::InvalidParameter(std::string(key) + " must be an integer.");
-  int64_t n = v.get<int64_t>();
-  if (n < lo)
-    return ApiError::Validation(Constraint(std::to_string(n), field,
-                                           "Member must have value greater than or equal to " + std::to_string(lo)));
-  if (n > hi)
-    return ApiError::Validation(Constraint(std::to_string(n), field,
-                                           "Member must have value less than or equal to " + std::to_string(hi)));
-  *out = static_cast<int>(n);
+  int n = 0;
+  if (auto e = IntInRange(body, key, field, lo, hi, &n)) return e;
+  *out = n;
   return std::nullopt;
 }
 
@@ -39,7 +29,7 @@ std::optional<ApiError> CheckDestination(const std::string& arn, const char* fie
   if (arn.empty()) return std::nullopt;
   static const std::regex kPattern(kDestinationPattern);
   if (arn.size() > 350 || !std::regex_match(arn, kPattern))
-    return ApiError::Validation(Constraint(arn, field, std::string("Member must satisfy regular expression pattern: ") +
+    return ApiError::Validation(ConstraintMessage(arn, field, std::string("Member must satisfy regular expression pattern: ") +
                                                            kDestinationPattern));
   Destination d = ParseDestination(arn);
   if (d.kind == Destination::kUnsupported)
@@ -128,7 +118,7 @@ std::optional<ApiError> ValidateDeadLetterTarget(const std::string& arn) {
   if (arn.empty()) return std::nullopt;
   static const std::regex kPattern("(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()");
   if (!std::regex_match(arn, kPattern))
-    return ApiError::Validation(Constraint(arn, "deadLetterConfig.targetArn",
+    return ApiError::Validation(ConstraintMessage(arn, "deadLetterConfig.targetArn",
                                            "Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()"));
   Destination d = ParseDestination(arn);
   if (d.kind != Destination::kLocalQueue || (d.service != "sqs" && d.service != "sns"))

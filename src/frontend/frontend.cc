@@ -4,6 +4,7 @@
 #include <random>
 
 #include "common/ids.h"
+#include "common/validation.h"
 #include "frontend/function_name.h"
 #include "store/alias.h"
 
@@ -39,14 +40,11 @@ std::variant<PreparedInvoke, ApiError> Frontend::Prepare(InvokeCall call) {
   if (auto err = CheckArnScope(ref, arn_.region, arn_.account_id)) return *err;
   const std::string& type = call.invocation_type;
   if (!type.empty() && type != "RequestResponse" && type != "DryRun" && type != "Event")
-    return ApiError::Validation(
-        "1 validation error detected: Value '" + type.substr(0, 64) +
-        "' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: "
-        "[Event, RequestResponse, DryRun]");
+    return ApiError::Validation(ConstraintMessage(
+        type.substr(0, 64), "invocationType", "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"));
   if (!call.log_type.empty() && call.log_type != "None" && call.log_type != "Tail")
-    return ApiError::Validation(
-        "1 validation error detected: Value '" + call.log_type.substr(0, 64) +
-        "' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]");
+    return ApiError::Validation(ConstraintMessage(call.log_type.substr(0, 64), "logType",
+                                                  "Member must satisfy enum value set: [None, Tail]"));
 
   auto resolved = Resolve(ref);
   if (auto* err = std::get_if<ApiError>(&resolved)) return *err;

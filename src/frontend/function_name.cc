@@ -1,4 +1,5 @@
 #include "frontend/function_name.h"
+#include "common/validation.h"
 
 #include <vector>
 
@@ -36,11 +37,10 @@ bool IsValidFunctionName(const std::string& name) {
 std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::string& qualifier_param,
                                          FunctionRef* out) {
   auto invalid = [&] {
-    return ApiError::Validation(
-        "1 validation error detected: Value '" + text.substr(0, 256) +
-        "' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression "
-        "pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?(\\d{12}:)?"
-        "(function:)?([a-zA-Z0-9-_\\.]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?");
+    return ApiError::Validation(ConstraintMessage(
+        text, "functionName",
+        "Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?(\\d{12}:)?"
+        "(function:)?([a-zA-Z0-9-_\\.]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?"));
   };
   if (text.empty() || text.size() > 170) return invalid();
   std::vector<std::string> p = Split(text, ':');
@@ -67,9 +67,8 @@ std::optional<ApiError> ParseFunctionRef(const std::string& text, const std::str
   if (!qualifier.empty() && !IsValidQualifier(qualifier)) return invalid();
   if (!qualifier_param.empty()) {
     if (!IsValidQualifier(qualifier_param))
-      return ApiError::Validation("1 validation error detected: Value '" + qualifier_param.substr(0, 256) +
-                                        "' at 'qualifier' failed to satisfy constraint: Member must "
-                                        "satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)");
+      return ApiError::Validation(ConstraintMessage(
+          qualifier_param, "qualifier", "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"));
     if (!qualifier.empty() && qualifier != qualifier_param)
       return ApiError::InvalidParameter(
           "The derived qualifier from the function name does not match the specified qualifier.");
