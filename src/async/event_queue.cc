@@ -63,21 +63,10 @@ QueuedEvent ReadEvent(Stmt& st) {
 }  // namespace
 
 Result<std::unique_ptr<EventQueue>> EventQueue::Open(const std::string& path) {
-  // Payloads are user data: owner-only, like metadata.db (SQLite gives -wal/-shm the same mode).
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Errno("open " + path);
-  fchmod(fd, 0600);
-  close(fd);
-  for (const char* suffix : {"-wal", "-shm"}) chmod((path + suffix).c_str(), 0600);
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    Status s = Status::Error("sqlite open " + path + ": " + (db ? sqlite3_errmsg(db) : "no memory"));
-    sqlite3_close(db);
-    return s;
-  }
-  std::unique_ptr<EventQueue> q(new EventQueue(db));
-  sqlite3_busy_timeout(db, 5000);
+  // Payloads are user data: owner-only, like metadata.db.
+  auto db = sqlite::OpenPrivate(path, SQLITE_OPEN_NOMUTEX);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<EventQueue> q(new EventQueue(*db));
   for (const char* sql : {
            "PRAGMA journal_mode=WAL",
            // FULL: every commit's WAL frames are fsync'd before COMMIT returns (see the header).
@@ -107,15 +96,7 @@ Result<std::unique_ptr<EventQueue>> EventQueue::Open(const std::string& path) {
 
 EventQueue::~EventQueue() { sqlite3_close(db_); }
 
-Status EventQueue::Exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    Status s = Status::Error(std::string("events.db: ") + (err ? err : "error") + " in " + sql);
-    sqlite3_free(err);
-    return s;
-  }
-  return Status::Ok();
-}
+Status EventQueue::Exec(const char* sql) { return sqlite::Exec(db_, sql); }
 
 Status EventQueue::InsertEvents(const std::vector<NewEvent>& events) {
   Stmt st(db_,

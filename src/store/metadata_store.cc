@@ -30,6 +30,20 @@ Result<AliasConfig> DecodeAlias(const std::string& text) {
   return alias;
 }
 
+// Decodes the first column of every row; `what` names the query in errors.
+template <typename T, typename DecodeFn>
+Result<std::vector<T>> ReadAll(sqlite3* db, Stmt& st, DecodeFn decode, const char* what) {
+  std::vector<T> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto item = decode(st.Text(0));
+    if (!item.ok()) return item.status();
+    out.push_back(std::move(item).value());
+  }
+  if (rc != SQLITE_DONE) return Error(db, what);
+  return out;
+}
+
 // The order of a function's versions: $LATEST (0) first, then version numbers.
 constexpr const char* kVersionOrder =
     "(CASE WHEN version = '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END)";
@@ -62,22 +76,10 @@ class MetadataStore::Transaction {
 };
 
 Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path) {
-  // Function configurations hold secrets (environment variables): owner-only. SQLite gives its
-  // -wal and -shm files the database file's mode.
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Errno("open " + path);
-  fchmod(fd, 0600);
-  close(fd);
-  for (const char* suffix : {"-wal", "-shm"}) chmod((path + suffix).c_str(), 0600);
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
-      SQLITE_OK) {
-    Status s = Status::Error("sqlite open " + path + ": " + (db ? sqlite3_errmsg(db) : "no memory"));
-    sqlite3_close(db);
-    return s;
-  }
-  std::unique_ptr<MetadataStore> store(new MetadataStore(db));
-  sqlite3_busy_timeout(db, 5000);
+  // Function configurations hold secrets (environment variables): owner-only.
+  auto db = sqlite::OpenPrivate(path);
+  if (!db.ok()) return db.status();
+  std::unique_ptr<MetadataStore> store(new MetadataStore(*db));
   for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                           "CREATE TABLE IF NOT EXISTS functions ("
                           " name TEXT NOT NULL, version TEXT NOT NULL, doc TEXT NOT NULL,"
@@ -98,15 +100,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& pa
 
 MetadataStore::~MetadataStore() { sqlite3_close(db_); }
 
-Status MetadataStore::Exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    Status s = Status::Error(std::string("sqlite: ") + (err ? err : "error") + " in " + sql);
-    sqlite3_free(err);
-    return s;
-  }
-  return Status::Ok();
-}
+Status MetadataStore::Exec(const char* sql) { return sqlite::Exec(db_, sql); }
 
 Status MetadataStore::Put(const FunctionConfig& fn) {
   Stmt st(db_, "INSERT OR REPLACE INTO functions (name, version, doc) VALUES (?, ?, ?)");
@@ -211,15 +205,7 @@ Result<std::vector<FunctionConfig>> MetadataStore::ListVersions(const std::strin
   st.Bind(1, name);
   st.Bind(2, after.empty() ? int64_t{-1} : VersionOrder(after));
   st.Bind(3, limit);
-  std::vector<FunctionConfig> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto fn = Decode(st.Text(0));
-    if (!fn.ok()) return fn.status();
-    out.push_back(std::move(fn).value());
-  }
-  if (rc != SQLITE_DONE) return Error(db_, "list versions");
-  return out;
+  return ReadAll<FunctionConfig>(db_, st, Decode, "list versions");
 }
 
 Result<std::vector<FunctionConfig>> MetadataStore::ListAllVersions(const std::string& after_name,
@@ -231,15 +217,7 @@ Result<std::vector<FunctionConfig>> MetadataStore::ListAllVersions(const std::st
   st.Bind(1, after_name);
   st.Bind(2, after_version.empty() ? int64_t{-1} : VersionOrder(after_version));
   st.Bind(3, limit);
-  std::vector<FunctionConfig> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto fn = Decode(st.Text(0));
-    if (!fn.ok()) return fn.status();
-    out.push_back(std::move(fn).value());
-  }
-  if (rc != SQLITE_DONE) return Error(db_, "list all versions");
-  return out;
+  return ReadAll<FunctionConfig>(db_, st, Decode, "list all versions");
 }
 
 Result<bool> MetadataStore::DeleteVersion(const std::string& name, const std::string& version) {
@@ -300,15 +278,7 @@ Result<std::vector<AliasConfig>> MetadataStore::ListAliases(const std::string& f
   st.Bind(1, function);
   st.Bind(2, after_name);
   st.Bind(3, limit);
-  std::vector<AliasConfig> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto alias = DecodeAlias(st.Text(0));
-    if (!alias.ok()) return alias.status();
-    out.push_back(std::move(alias).value());
-  }
-  if (rc != SQLITE_DONE) return Error(db_, "list aliases");
-  return out;
+  return ReadAll<AliasConfig>(db_, st, DecodeAlias, "list aliases");
 }
 
 Result<std::vector<FunctionConfig>> MetadataStore::List(const std::string& version,
@@ -318,15 +288,7 @@ Result<std::vector<FunctionConfig>> MetadataStore::List(const std::string& versi
   st.Bind(1, version);
   st.Bind(2, after_name);
   st.Bind(3, limit);
-  std::vector<FunctionConfig> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto fn = Decode(st.Text(0));
-    if (!fn.ok()) return fn.status();
-    out.push_back(std::move(fn).value());
-  }
-  if (rc != SQLITE_DONE) return Error(db_, "list");
-  return out;
+  return ReadAll<FunctionConfig>(db_, st, Decode, "list");
 }
 
 Result<std::vector<std::string>> MetadataStore::CodeDigestsInUse() {
