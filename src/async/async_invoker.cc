@@ -52,19 +52,7 @@ json DestinationRecord(const QueuedEvent& ev, const std::string& function_arn, c
 
 template <typename F>
 auto AsyncInvoker::OnDb(F f) -> awaitable<decltype(f())> {
-  using R = decltype(f());
-  auto out = std::make_shared<std::optional<R>>();
-  auto fn = std::make_shared<F>(std::move(f));
-  // Named, not a temporary of the co_await expression (GCC 12 mishandles those).
-  auto initiation = [this, out, fn](auto handler) {
-    asio::post(db_, [out, fn, handler = std::move(handler)]() mutable {
-      out->emplace((*fn)());
-      auto ex = asio::get_associated_executor(handler);
-      asio::post(ex, std::move(handler));
-    });
-  };
-  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(std::move(initiation), asio::use_awaitable);
-  co_return std::move(**out);
+  co_return co_await RunOn(db_.get_executor(), std::move(f));
 }
 
 Result<std::unique_ptr<AsyncInvoker>> AsyncInvoker::Open(asio::io_context& io, const std::string& path,
