@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libboost-dev nlohmann-json3-dev libsqlite3-dev sqlite3 libssl-dev libseccomp-dev libcap-dev
-  libzip-dev libzstd-dev libspdlog-dev libfmt-dev libcli11-dev
+  libzip-dev libzstd-dev libspdlog-dev libfmt-dev libcli11-dev libfuse3-dev fuse3 erofs-utils
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 nodejs zip unzip iproute2
   awscli python3-boto3 python3-pytest
