@@ -27,6 +27,9 @@ import tempfile
 import time
 
 import boto3
+import botocore.auth
+import botocore.credentials
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
@@ -56,6 +59,21 @@ def loadgen(binary, url, concurrency, seconds, headers=()):
         cmd += ["--header", h]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def read_keys(data_dir):
+    """(access key id, secret) of user [default] in the credentials file kindlingd created."""
+    import configparser
+    ini = configparser.ConfigParser()
+    ini.read(os.path.join(data_dir, "credentials"))
+    return ini["default"]["aws_access_key_id"], ini["default"]["aws_secret_access_key"]
+
+
+def signed(keys, port, method, path, body=b"", headers=None):
+    """headers + SigV4 (kindlingd authenticates by default); valid for about 5 minutes."""
+    req = AWSRequest(method=method, url="http://127.0.0.1:%d%s" % (port, path), data=body, headers=dict(headers or {}))
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(*keys), "lambda", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
 
 
 def metric(endpoint_port, name):
@@ -110,8 +128,9 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
-                         aws_secret_access_key="x", config=Config(retries={"max_attempts": 0}))
+        keys = read_keys(base + "/data")
+        c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=keys[0],
+                         aws_secret_access_key=keys[1], config=Config(retries={"max_attempts": 0}))
         code = {"ZipFile": zip_bytes({"app.py": APP})}
         c.create_function(FunctionName="noop", Role=ROLE, Runtime="python3.11", Handler="app.handler", Code=code)
         c.put_function_event_invoke_config(
@@ -119,28 +138,35 @@ def main():
             DestinationConfig={"OnSuccess": {"Destination": "arn:aws:sqs:us-east-1:000000000000:bench-done"}})
         c.create_function(FunctionName="off", Role=ROLE, Runtime="python3.11", Handler="app.handler", Code=code)
         c.put_function_concurrency(FunctionName="off", ReservedConcurrentExecutions=0)
-        url = endpoint + "/2015-03-31/functions/%s/invocations"
+        path = "/2015-03-31/functions/%s/invocations"
+        url = endpoint + path
+
+        def invoke_headers(fn, extra=None):  # signed per row: a signature may be replayed for minutes
+            return ["%s: %s" % kv for kv in signed(keys, port, "POST", path % fn, b"{}", extra).items()]
 
         for conc in (1, 8):
-            r = loadgen(lg, url % "noop", conc, args.seconds)
+            r = loadgen(lg, url % "noop", conc, args.seconds, invoke_headers("noop"))
             rows.append(("sync invoke (warm), baseline", conc, r, "200"))
-            r = loadgen(lg, url % "noop", conc, args.seconds, ["X-Amz-Invocation-Type: Event"])
+            r = loadgen(lg, url % "noop", conc, args.seconds,
+                        invoke_headers("noop", {"X-Amz-Invocation-Type": "Event"}))
             rows.append(("Event accept (durable, 202)", conc, r, "202"))
             drained = wait_drained(port, 300)
             if not drained:
                 print("warning: async queue not drained within 300 s", file=sys.stderr)
-        r = loadgen(lg, url % "off", 1, args.seconds)
+        r = loadgen(lg, url % "off", 1, args.seconds, invoke_headers("off"))
         rows.append(("throttled invoke (429, reserved 0)", 1, r, "429"))
 
         # Delivery latency: one event at a time into an idle queue.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("DELETE", "/kindling/queues/bench-done")
+        conn.request("DELETE", "/kindling/queues/bench-done",
+                     headers=signed(keys, port, "DELETE", "/kindling/queues/bench-done"))
         conn.getresponse().read()
         sent = {}
         for _ in range(args.delivery_samples):
             t = time.time() * 1000
             conn.request("POST", "/2015-03-31/functions/noop/invocations", body=b"{}",
-                         headers={"X-Amz-Invocation-Type": "Event"})
+                         headers=signed(keys, port, "POST", "/2015-03-31/functions/noop/invocations", b"{}",
+                                        {"X-Amz-Invocation-Type": "Event"}))
             resp = conn.getresponse()
             resp.read()
             sent[resp.getheader("x-amzn-RequestId")] = t
@@ -148,7 +174,8 @@ def main():
         latencies = []
         deadline = time.monotonic() + 60
         while len(latencies) < len(sent) and time.monotonic() < deadline:
-            conn.request("GET", "/kindling/queues/bench-done?MaxNumberOfMessages=100&VisibilityTimeout=60")
+            q = "/kindling/queues/bench-done?MaxNumberOfMessages=100&VisibilityTimeout=60"
+            conn.request("GET", q, headers=signed(keys, port, "GET", q))
             msgs = json.loads(conn.getresponse().read()).get("Messages", [])
             if not msgs:
                 time.sleep(0.1)
@@ -158,7 +185,8 @@ def main():
                 rid = record["requestContext"]["requestId"]
                 if rid in sent:
                     latencies.append(iso_ms(record["timestamp"]) - sent.pop(rid))
-                conn.request("DELETE", "/kindling/queues/bench-done/messages/" + m["ReceiptHandle"])
+                dp = "/kindling/queues/bench-done/messages/" + m["ReceiptHandle"]
+                conn.request("DELETE", dp, headers=signed(keys, port, "DELETE", dp))
                 conn.getresponse().read()
         conn.close()
     finally:

@@ -330,18 +330,28 @@ class Daemon:
 # Lambda API access: boto3 for the control plane, SigV4-signed raw HTTP for timed invokes
 
 
+def daemon_keys(data_dir):
+    """(access key id, secret) of user [default] in <data-dir>/credentials, which kindlingd creates
+    on first start (it authenticates by default); dummy keys when it runs with --auth off."""
+    import configparser
+    ini = configparser.ConfigParser()
+    if ini.read(os.path.join(data_dir, "credentials")) and "default" in ini:
+        return ini["default"]["aws_access_key_id"], ini["default"]["aws_secret_access_key"]
+    return "AKIDBENCH", "benchsecret"
+
+
 class Api:
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, keys=("AKIDBENCH", "benchsecret")):
         import boto3
         import botocore.config
         from botocore.credentials import Credentials
         self.endpoint = endpoint
         self.client = boto3.client(
-            "lambda", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="AKIDBENCH",
-            aws_secret_access_key="benchsecret",
+            "lambda", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=keys[0],
+            aws_secret_access_key=keys[1],
             config=botocore.config.Config(retries={"max_attempts": 0}, connect_timeout=5,
                                           read_timeout=120))
-        self.creds = Credentials("AKIDBENCH", "benchsecret")
+        self.creds = Credentials(*keys)
 
     def signed_headers(self, method, path, body, extra=None):
         """SigV4 headers for one request (a signature may be replayed for a few minutes)."""
@@ -772,7 +782,7 @@ class Bench:
             if a.kindlingd:
                 daemon = Daemon(a.kindlingd, tmp, a.daemon_arg or [])
                 daemon.start()
-                api = Api(daemon.endpoint)
+                api = Api(daemon.endpoint, daemon_keys(daemon.data_dir))
                 api.memory_mb = a.memory_mb
                 zips = self.zips()
                 names = {}

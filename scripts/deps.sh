@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what Kindling needs to build, run and test, from Debian 12 packages. Idempotent: only
-# missing packages are installed.
+# Installs what Kindling needs to build, run and test, from Debian 12 packages (and, for the JS SDK
+# test, one npm package pinned by a lock file). Idempotent: only missing packages are installed.
 set -euo pipefail
 
 PACKAGES=(
@@ -23,4 +23,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The AWS SDK for JavaScript v3 for tests/e2e/test_e2e_auth.py (test_js_sdk_invokes_with_the_right_keys_only), pinned by tests/js/package-lock.json
+# (npm ci installs exactly that). Only when missing; offline, the test is skipped with the reason.
+js_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+if [[ ! -d $js_dir/node_modules ]] && command -v npm >/dev/null; then
+  echo "deps: npm ci in tests/js (@aws-sdk/client-lambda)"
+  (cd "$js_dir" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "deps: npm ci failed (registry unreachable?); the JS SDK test will be skipped"
 fi

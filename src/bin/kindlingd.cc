@@ -91,22 +91,35 @@ bool IsLoopbackHost(std::string host) {
   return !ec && address.is_loopback();
 }
 
-// How to call this daemon with its credentials: the key id and commands that read the secret from
-// the file (the secret itself is never logged).
-void PrintCredentialsUsage(const std::string& path, const CredentialStore& creds, const std::string& host, int port,
-                           const std::string& region) {
+// How to call this daemon. When `created` (the start that generated the credentials file) it prints
+// an AWS CLI / SDK profile for the first user, secret included: this once, so the user can copy it;
+// later starts print only where the file is (one line), never the secret.
+void PrintCredentialsUsage(const std::string& path, const CredentialStore& creds, bool created,
+                           const std::string& host, int port, const std::string& region) {
+  fprintf(stderr, "kindlingd: authentication on (SigV4): %zu user(s) in %s (an AWS credentials file, owner-only)\n",
+          creds.users().size(), path.c_str());
+  if (!created) return;
   const Credential& first = creds.users().front();
   std::string endpoint = "http://" + host + ":" + std::to_string(port);
+  const char* id = first.access_key_id.c_str();
+  const char* secret = first.secret_access_key.c_str();
   fprintf(stderr,
-          "kindlingd: authentication on (SigV4): %zu user(s) in %s\n"
-          "kindlingd: to use user [%s] with the AWS CLI:\n"
-          "  aws configure set --profile kindling aws_access_key_id %s\n"
-          "  aws configure set --profile kindling aws_secret_access_key \"$(sudo sed -n '/^\\[%s\\]/,/^\\[/s/^aws_secret_access_key *= *//p' %s)\"\n"
-          "  aws configure set --profile kindling region %s\n"
-          "  aws --profile kindling --endpoint-url %s lambda list-functions\n"
-          "kindlingd: (or copy the [%s] block of %s into ~/.aws/credentials)\n",
-          creds.users().size(), path.c_str(), first.user.c_str(), first.access_key_id.c_str(), first.user.c_str(),
-          path.c_str(), region.c_str(), endpoint.c_str(), first.user.c_str(), path.c_str());
+          "kindlingd: created %s with a new key pair (user [%s]). To call this daemon, add to ~/.aws/credentials:\n"
+          "[kindling]\n"
+          "aws_access_key_id = %s\n"
+          "aws_secret_access_key = %s\n"
+          "kindlingd: and to ~/.aws/config:\n"
+          "[profile kindling]\n"
+          "region = %s\n"
+          "endpoint_url = %s\n"
+          "kindlingd: then: aws --profile kindling --endpoint-url %s lambda list-functions\n"
+          "kindlingd: (clients that read endpoint_url from the config, AWS CLI >= 2.13 and current SDKs, "
+          "need no --endpoint-url)\n"
+          "kindlingd: or in the environment: AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s "
+          "AWS_ENDPOINT_URL=%s\n"
+          "kindlingd: the secret is printed only now; it stays in %s\n",
+          path.c_str(), first.user.c_str(), id, secret, region.c_str(), endpoint.c_str(), endpoint.c_str(), id,
+          secret, region.c_str(), endpoint.c_str(), path.c_str());
 }
 
 }  // namespace
@@ -125,7 +138,7 @@ int main(int argc, char** argv) {
   std::string runtimes_dir, init_path;
   HttpLimits http_limits;  // API server limits against slow or abusive clients
   double http_header_timeout_s = 10, http_idle_timeout_s = 60;
-  std::string auth_mode = "off";
+  std::string auth_mode = "on";
   bool allow_unauthenticated = false;
   app.add_option("--listen", listen, "API address, HOST:PORT")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Directory for metadata, code packages and logs")->capture_default_str();
@@ -152,7 +165,7 @@ int main(int argc, char** argv) {
                  "Seconds a client has to send a request header")->capture_default_str();
   app.add_option("--http-idle-timeout", http_idle_timeout_s,
                  "Seconds an idle keep-alive API connection is kept open")->capture_default_str();
-  app.add_option("--auth", auth_mode, "SigV4 authentication of API requests against <data-dir>/credentials")
+  app.add_option("--auth", auth_mode, "SigV4 authentication of API requests against <data-dir>/credentials (off: loopback only)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   app.add_flag("--allow-unauthenticated", allow_unauthenticated,
@@ -211,11 +224,10 @@ int main(int argc, char** argv) {
   // Authentication: <data-dir>/credentials (0600; created with a random key pair when absent).
   std::unique_ptr<SigV4Verifier> verifier;
   std::string credentials_path = data_dir + "/credentials";
+  bool credentials_created = false;
   if (auth_mode == "on") {
-    bool created = false;
-    auto creds = CredentialStore::LoadOrCreate(credentials_path, &created);
+    auto creds = CredentialStore::LoadOrCreate(credentials_path, &credentials_created);
     if (!creds.ok()) return Fail(creds.status().message());
-    if (created) fprintf(stderr, "kindlingd: created %s with a new key pair (user [default])\n", credentials_path.c_str());
     SigV4Options sopts;
     sopts.region = arn.region;
     verifier = std::make_unique<SigV4Verifier>(std::move(creds).value(), sopts);
@@ -297,7 +309,8 @@ int main(int argc, char** argv) {
     io.stop();
   });
   fprintf(stderr, "kindlingd: listening on http://%s:%d (data dir %s)\n", host.c_str(), *bound, data_dir.c_str());
-  if (verifier) PrintCredentialsUsage(credentials_path, verifier->credentials(), host, *bound, arn.region);
+  if (verifier) PrintCredentialsUsage(credentials_path, verifier->credentials(), credentials_created, host, *bound,
+                                        arn.region);
   else fprintf(stderr, "kindlingd: authentication off (--auth off): any local client may call the API\n");
   io.run();
   assignment.Shutdown();

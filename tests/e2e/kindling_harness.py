@@ -3,9 +3,17 @@
 What lives here (conftest.py turns it into fixtures):
   Daemon          starts kindlingd on 127.0.0.1:<free port> with its own data dir, waits for the API,
                   and on stop() checks that it exited 0 and left no sandbox processes or cgroups.
-  boto_client()   a boto3 Lambda client without retries and with generous timeouts.
-  aws()           the AWS CLI v2 (/usr/bin/aws) against a daemon, bounded in time, JSON out.
-  raw()           a plain HTTP request (bad bodies boto3 would refuse to send).
+                  kindlingd authenticates by default: once it answers, the harness reads the key
+                  pair it generated (<data-dir>/credentials, user [default]) and remembers it for
+                  the daemon's endpoint (credentials_for()).
+  boto_client()   a boto3 Lambda client without retries and with generous timeouts, signing with
+                  the endpoint's keys.
+  aws()           the AWS CLI (/usr/bin/aws) against a daemon, bounded in time, JSON out, same keys.
+  raw()           a plain HTTP request (bad bodies boto3 would refuse to send), SigV4-signed with
+                  botocore's SigV4Auth and the endpoint's keys unless sign=False.
+
+Binaries come from $KINDLING_BUILD_DIR (default <repo>/build), so another build (e.g. build-asan)
+can be tested; $KINDLINGD overrides the daemon binary alone.
   make_zip()      zips built in memory; function sources for python, node and provided (C).
 
 Every wait is bounded: pytest has no timeout plugin here.
@@ -31,10 +39,14 @@ import uuid
 import zipfile
 
 import boto3
+import botocore.auth
+import botocore.credentials
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD_BIN = os.path.join(REPO, "build", "src", "bin")
+BUILD_DIR = os.path.abspath(os.environ.get("KINDLING_BUILD_DIR") or os.path.join(REPO, "build"))
+BUILD_BIN = os.path.join(BUILD_DIR, "src", "bin")
 KINDLINGD = os.environ.get("KINDLINGD", os.path.join(BUILD_BIN, "kindlingd"))
 AWS_CLI = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else shutil.which("aws")
 ROLE = "arn:aws:iam::000000000000:role/lambda"
@@ -45,6 +57,11 @@ CANARY = "canary-" + uuid.uuid4().hex  # in kindlingd's environment only
 
 START_TIMEOUT = 20.0  # kindlingd up and answering
 STOP_TIMEOUT = 30.0   # SIGTERM to exit, every sandbox destroyed
+
+# Keys that sign nothing a daemon knows: what clients use for an endpoint without credentials (a
+# daemon started with --auth off, or requests that must be refused).
+DUMMY_KEYS = ("AKIDEXAMPLE", "secret")
+_ENDPOINT_KEYS = {}  # endpoint -> (access key id, secret) of the daemon serving it
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,6 +185,7 @@ class Daemon:
         self.log_path = os.path.join(self.base, "kindlingd.log")
         self.cgroups_before = None
         self.seen_children = {}  # pid -> starttime, every sandbox process observed
+        self.keys = None  # (access key id, secret) read from <data-dir>/credentials after start
 
     # names ---------------------------------------------------------------------------------
     @property
@@ -216,8 +234,9 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError("kindlingd exited with %s at start:\n%s" % (self.proc.returncode, self.log()))
             try:
-                status, _, _ = raw(self.endpoint, "GET", "/metrics", timeout=2)
+                status, _, _ = raw(self.endpoint, "GET", "/metrics", timeout=2, sign=False)
                 if status == 200:
+                    self._remember_keys()
                     return self
             except OSError:
                 pass
@@ -225,6 +244,24 @@ class Daemon:
                 self.kill()
                 raise AssertionError("kindlingd did not answer within %.0fs:\n%s" % (START_TIMEOUT, self.log()))
             time.sleep(0.05)
+
+    @property
+    def auth(self):
+        """False when started with --auth off; kindlingd's default is on."""
+        args = self.extra_args
+        return not any(a == "--auth" and args[i + 1:i + 2] == ["off"] for i, a in enumerate(args))
+
+    @property
+    def credentials_path(self):
+        return os.path.join(self.data_dir, "credentials")
+
+    def _remember_keys(self):
+        if self.auth:
+            self.keys = read_credentials_file(self.credentials_path)
+            _ENDPOINT_KEYS[self.endpoint] = self.keys
+        else:
+            self.keys = None
+            _ENDPOINT_KEYS.pop(self.endpoint, None)
 
     @property
     def pid(self):
@@ -313,7 +350,7 @@ class Daemon:
 
     # health --------------------------------------------------------------------------------
     def metrics(self):
-        status, _, body = raw(self.endpoint, "GET", "/metrics")
+        status, _, body = raw(self.endpoint, "GET", "/metrics", sign=False)
         assert status == 200
         return parse_metrics(body.decode())
 
@@ -341,10 +378,25 @@ def parse_metrics(text):
 # clients
 
 
-def boto_client(endpoint, read_timeout=120):
+def read_credentials_file(path, user="default"):
+    """(access key id, secret) of `user` in a kindlingd credentials file (AWS credentials INI)."""
+    import configparser
+    ini = configparser.ConfigParser()
+    with open(path) as f:
+        ini.read_file(f)
+    return ini[user]["aws_access_key_id"], ini[user]["aws_secret_access_key"]
+
+
+def credentials_for(endpoint):
+    """The keys of the daemon serving `endpoint` (DUMMY_KEYS when it does not authenticate)."""
+    return _ENDPOINT_KEYS.get(endpoint.rstrip("/"), DUMMY_KEYS)
+
+
+def boto_client(endpoint, read_timeout=120, keys=None):
+    key, secret = keys or credentials_for(endpoint)
     return boto3.client(
         "lambda", endpoint_url=endpoint, region_name=REGION,
-        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
+        aws_access_key_id=key, aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 0}, read_timeout=read_timeout, connect_timeout=10,
                       parameter_validation=True))
 
@@ -355,15 +407,17 @@ class CliError(Exception):
         self.rc, self.stdout, self.stderr = rc, stdout, stderr
 
 
-def aws(endpoint, *args, timeout=90, check=True, cwd=None):
-    """Runs `aws --endpoint-url <endpoint> --output json lambda <args>`; returns parsed JSON (or
-    None for an empty stdout). check=False returns (rc, stdout, stderr) instead."""
+def aws(endpoint, *args, timeout=90, check=True, cwd=None, keys=None):
+    """Runs `aws --endpoint-url <endpoint> --output json lambda <args>` with the endpoint's keys (or
+    `keys`); returns parsed JSON (or None for an empty stdout). check=False returns (rc, stdout,
+    stderr) instead."""
     home = cwd or tempfile.gettempdir()
+    key, secret = keys or credentials_for(endpoint)
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": home,
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_CONFIG_FILE": "/nonexistent/kindling-e2e-config",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/kindling-e2e-credentials",
@@ -382,13 +436,42 @@ def aws(endpoint, *args, timeout=90, check=True, cwd=None):
     return json.loads(p.stdout) if p.stdout.strip() else None
 
 
-def raw(endpoint, method, path, body=b"", headers=None, timeout=60):
-    """One HTTP request; returns (status, {lowercased header: value}, body bytes)."""
+def sign_headers(endpoint, method, path, body=b"", headers=None, keys=None):
+    """`headers` plus the SigV4 headers (X-Amz-Date, Authorization) botocore's SigV4Auth adds for
+    this request, signed with the endpoint's keys (or `keys`); unchanged for an endpoint without
+    credentials."""
+    headers = dict(headers or {})
+    keys = keys or _ENDPOINT_KEYS.get(endpoint.rstrip("/"))
+    if not keys:
+        return headers
+    req = AWSRequest(method=method, url=endpoint + path, data=body, headers=headers)
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(*keys), "lambda", REGION).add_auth(req)
+    return dict(req.headers.items())
+
+
+def request_bytes(endpoint, method, path, body=b"", headers=None, keys=None):
+    """A whole HTTP/1.1 request (head + body) for a raw socket, signed like raw(): Host is the
+    endpoint's host:port (it is signed), Content-Length is set when there is a body."""
+    hostport = endpoint.split("//", 1)[1]
+    headers = dict(headers or {})
+    if body:
+        headers.setdefault("Content-Length", str(len(body)))
+    signed = sign_headers(endpoint, method, path, body, headers, keys)
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: " + hostport]
+    lines += ["%s: %s" % (k, v) for k, v in signed.items() if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def raw(endpoint, method, path, body=b"", headers=None, timeout=60, sign=True, keys=None):
+    """One HTTP request, SigV4-signed for the endpoint's daemon unless sign=False; returns (status,
+    {lowercased header: value}, body bytes)."""
     host, port = endpoint.split("//", 1)[1].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         if isinstance(body, str):
             body = body.encode()
+        if sign:
+            headers = sign_headers(endpoint, method, path, body, headers, keys)
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         data = resp.read()

@@ -1,8 +1,9 @@
-"""Authentication and exposure (docs/security.md, "Authentication and exposure"): kindlingd --auth on
-verifies AWS Signature Version 4 on every API request against <data-dir>/credentials. boto3 and the
-AWS CLI with the generated keys just work; wrong secrets, unknown keys, unsigned and stale requests
-get AWS's 403s; the credentials file is owner-only; a non-loopback listener without authentication
-is refused at startup (never actually served here)."""
+"""Authentication and exposure (docs/security.md, "Authentication and exposure"): kindlingd verifies
+AWS Signature Version 4 on every API request against <data-dir>/credentials, by default. boto3, the
+AWS CLI (with the profile kindlingd prints on first start) and the AWS SDK for JavaScript with the
+generated keys just work; wrong secrets, unknown keys, unsigned and stale requests get AWS's 403s;
+the credentials file is owner-only; a non-loopback listener without authentication is refused at
+startup (never actually served here)."""
 
 import configparser
 import datetime
@@ -69,7 +70,7 @@ def signed_at(endpoint, key, secret, when, method="GET", path="/2015-03-31/funct
     req = AWSRequest(method=method, url=endpoint + path, data=b"", headers={})
     with mock.patch("botocore.auth.datetime.datetime", Clock):
         botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "lambda", h.REGION).add_auth(req)
-    return h.raw(endpoint, method, path, headers=dict(req.prepare().headers))
+    return h.raw(endpoint, method, path, headers=dict(req.prepare().headers), sign=False)
 
 
 def assert_denied(status, headers, body, error):
@@ -82,15 +83,40 @@ def run_kindlingd(args, timeout=30):
                           stdin=subprocess.DEVNULL)
 
 
+def printed_profile(log):
+    """The first-start instructions kindlingd printed: ({file: INI text}, endpoint from the `aws`
+    command line, {env var: value})."""
+    lines = log.splitlines()
+    files, current = {"credentials": [], "config": []}, None
+    endpoint, env = None, {}
+    for line in lines:
+        if line.startswith("kindlingd: "):
+            current = None
+            if line.endswith("add to ~/.aws/credentials:"):
+                current = "credentials"
+            elif line.endswith("and to ~/.aws/config:"):
+                current = "config"
+            elif line.startswith("kindlingd: then: aws "):
+                endpoint = line.split("--endpoint-url ", 1)[1].split()[0]
+            elif line.startswith("kindlingd: or in the environment: "):
+                env = dict(kv.split("=", 1) for kv in line.split(": ", 2)[2].split())
+        elif current:
+            files[current].append(line)
+    return {k: "\n".join(v) + "\n" for k, v in files.items()}, endpoint, env
+
+
 def test_generated_credentials_work_with_boto3_and_cli(new_daemon, packages):
     d = new_daemon(extra_args=AUTH_ON)
     path, key, secret = read_credentials(d)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert os.stat(path).st_uid == os.geteuid()
     assert re.fullmatch(r"KDLG[A-Z2-7]{16}", key) and len(secret) == 40
-    log = d.log()
-    assert "aws configure set --profile kindling aws_access_key_id " + key in log, log
-    assert secret not in log  # the secret is never logged
+    log = d.log(tail=10 ** 7)
+    # Printed once, on the start that created the file: a profile with the keys.
+    files, _, _ = printed_profile(log)
+    assert "aws_access_key_id = " + key in files["credentials"], log
+    assert "aws_secret_access_key = " + secret in files["credentials"], log
+    assert log.count(secret) == 2, log  # the credentials block and the environment line, nowhere else
 
     c = client_for(d.endpoint, key, secret)
     name = h.unique_name("auth")
@@ -104,7 +130,7 @@ def test_generated_credentials_work_with_boto3_and_cli(new_daemon, packages):
     assert "X-Amz-Signature=" in location, location
     with urllib.request.urlopen(location, timeout=30) as r:
         assert r.status == 200 and r.read()[:2] == b"PK"
-    status, headers, data = h.raw(d.endpoint, "GET", location.split(d.endpoint, 1)[1].split("?", 1)[0])
+    status, headers, data = h.raw(d.endpoint, "GET", location.split(d.endpoint, 1)[1].split("?", 1)[0], sign=False)
     assert_denied(status, headers, data, "MissingAuthenticationTokenException")
 
     # The AWS CLI with the generated keys (environment variables).
@@ -117,11 +143,16 @@ def test_generated_credentials_work_with_boto3_and_cli(new_daemon, packages):
     rc, out, err = cli(d.endpoint, key, "x" * 40, "list-functions")
     assert rc != 0 and "InvalidSignatureException" in err, (rc, err)
 
-    # The file is reused, not regenerated, on restart.
+    # The file is reused, not regenerated, on restart; the secret is not printed again, only where
+    # the credentials file is.
     d.stop(check=True)
+    before = len(d.log(tail=10 ** 7))
     d.start()
     assert read_credentials(d)[1:] == (key, secret)
     assert c.get_function(FunctionName=name)["Configuration"]["FunctionName"] == name
+    restart_log = d.log(tail=10 ** 7)[before:]
+    assert secret not in restart_log and key not in restart_log, restart_log
+    assert "authentication on (SigV4): 1 user(s) in %s" % path in restart_log, restart_log
 
 
 def test_bad_requests_get_aws_403s(new_daemon):
@@ -139,18 +170,18 @@ def test_bad_requests_get_aws_403s(new_daemon):
     assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
     assert "security token included in the request is invalid" in e.value.response["Error"]["Message"]
 
-    # The harness's dummy keys (what unauthenticated-mode tests send) are unknown here.
+    # The harness's dummy keys are unknown here.
     with pytest.raises(ClientError) as e:
-        h.boto_client(d.endpoint).list_functions()
+        h.boto_client(d.endpoint, keys=h.DUMMY_KEYS).list_functions()
     assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
     # Unsigned raw requests, every kind of route.
     for method, path in [("GET", "/2015-03-31/functions/"), ("POST", "/2015-03-31/functions/x/invocations"),
                          ("GET", "/kindling/code/" + "0" * 64 + ".zip"), ("GET", "/2016-08-19/account-settings/"),
                          ("GET", "/nonexistent")]:
-        status, headers, body = h.raw(d.endpoint, method, path)
+        status, headers, body = h.raw(d.endpoint, method, path, sign=False)
         assert_denied(status, headers, body, "MissingAuthenticationTokenException")
-    status, headers, body = h.raw(d.endpoint, "GET", "/2015-03-31/functions/",
+    status, headers, body = h.raw(d.endpoint, "GET", "/2015-03-31/functions/", sign=False,
                                   headers={"Authorization": "AWS4-HMAC-SHA256 Credential=" + key})
     assert_denied(status, headers, body, "IncompleteSignatureException")
 
@@ -166,7 +197,131 @@ def test_bad_requests_get_aws_403s(new_daemon):
     assert status == 200, body
 
     # /metrics stays readable without a signature on a loopback listener (documented).
-    assert h.raw(d.endpoint, "GET", "/metrics")[0] == 200
+    assert h.raw(d.endpoint, "GET", "/metrics", sign=False)[0] == 200
+
+
+def test_default_start_requires_auth(new_daemon):
+    """kindlingd with no --auth flag verifies signatures; --auth off stays possible on loopback."""
+    d = new_daemon()  # only --listen / --data-dir (and --idle-timeout unset)
+    assert "--auth" not in d.extra_args
+    assert os.path.exists(d.credentials_path)
+    for method, path in [("GET", "/2015-03-31/functions/"), ("POST", "/2015-03-31/functions/x/invocations")]:
+        status, headers, body = h.raw(d.endpoint, method, path, sign=False)
+        assert status == 403, (status, body)
+        # AWS's error shape: the code in x-amzn-ErrorType, {"Type": "User", "message": ...} as the body.
+        assert headers["x-amzn-errortype"].split(":")[0] == "MissingAuthenticationTokenException", headers
+        assert headers.get("x-amzn-requestid"), headers
+        doc = json.loads(body)
+        assert doc["Type"] == "User" and doc["message"] == "Missing Authentication Token", doc
+    with pytest.raises(ClientError) as e:
+        h.boto_client(d.endpoint, keys=h.DUMMY_KEYS).list_functions()
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    rc, _, err = h.aws(d.endpoint, "list-functions", keys=h.DUMMY_KEYS, check=False)
+    assert rc != 0 and "UnrecognizedClientException" in err, err
+    # Signed with the generated keys: served.
+    assert h.raw(d.endpoint, "GET", "/2015-03-31/functions/")[0] == 200
+    assert "Functions" in h.aws(d.endpoint, "list-functions")
+
+    off = new_daemon(extra_args=["--auth", "off"])
+    assert not os.path.exists(off.credentials_path)
+    status, _, body = h.raw(off.endpoint, "GET", "/2015-03-31/functions/", sign=False)
+    assert status == 200, body
+    assert "authentication off (--auth off)" in off.log()
+
+
+def test_printed_profile_works_with_the_aws_cli(new_daemon, packages, scratch):
+    """What kindlingd prints on first start, pasted as it says, works with the real AWS CLI."""
+    d = new_daemon()
+    files, endpoint, env = printed_profile(d.log(tail=10 ** 7))
+    assert endpoint == d.endpoint
+    home = os.path.join(scratch, "home")
+    os.makedirs(os.path.join(home, ".aws"))
+    for name, text in files.items():
+        with open(os.path.join(home, ".aws", name), "w") as f:
+            f.write(text)
+    assert "[profile kindling]" in files["config"] and "endpoint_url = " + d.endpoint in files["config"]
+    base_env = {"PATH": "/usr/bin:/bin", "HOME": home, "AWS_MAX_ATTEMPTS": "1", "AWS_PAGER": "",
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def run(args, env):
+        p = subprocess.run([h.AWS_CLI, "--output", "json"] + args, env=env, capture_output=True, text=True,
+                           timeout=90, cwd=home)
+        return p.returncode, p.stdout, p.stderr
+
+    name = h.unique_name("profile")
+    zip_path = os.path.join(scratch, "fn.zip")
+    with open(zip_path, "wb") as f:
+        f.write(packages["python"].v1)
+    # ~/.aws/credentials + ~/.aws/config, --profile kindling (and --endpoint-url, which this CLI
+    # version needs: it predates endpoint_url in the config file).
+    profile = ["--profile", "kindling", "--endpoint-url", endpoint, "lambda"]
+    rc, out, err = run(profile + ["create-function", "--function-name", name, "--runtime", "python3.12",
+                                  "--handler", "app.handler", "--role", h.ROLE, "--zip-file", "fileb://" + zip_path],
+                       base_env)
+    assert rc == 0, err
+    out_file = os.path.join(scratch, "out.json")
+    rc, out, err = run(profile + ["invoke", "--function-name", name, "--cli-binary-format", "raw-in-base64-out",
+                                  "--payload", '{"via": "profile"}', out_file], base_env)
+    assert rc == 0 and json.loads(out)["StatusCode"] == 200, err
+    with open(out_file) as f:
+        assert json.load(f)["event"] == {"via": "profile"}
+    # The environment variables form, no files at all.
+    env_only = dict(base_env, AWS_CONFIG_FILE="/nonexistent/config", AWS_SHARED_CREDENTIALS_FILE="/nonexistent/creds")
+    env_only.update(env)
+    assert set(env) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL"}, env
+    rc, out, err = run(["--endpoint-url", env["AWS_ENDPOINT_URL"], "lambda", "list-functions"], env_only)
+    assert rc == 0 and name in [f["FunctionName"] for f in json.loads(out)["Functions"]], err
+    # A profile with the secret changed is refused.
+    with open(os.path.join(home, ".aws", "credentials"), "w") as f:
+        f.write(re.sub(r"aws_secret_access_key = .*", "aws_secret_access_key = " + "x" * 40, files["credentials"]))
+    rc, out, err = run(profile + ["list-functions"], base_env)
+    assert rc != 0 and "InvalidSignatureException" in err, (rc, err)
+
+
+JS_DIR = os.path.join(h.REPO, "tests", "js")
+
+
+def _js_sdk_skip_reason():
+    if not os.path.exists("/usr/bin/node"):
+        return "node is not installed (/usr/bin/node)"
+    if os.path.isdir(os.path.join(JS_DIR, "node_modules", "@aws-sdk", "client-lambda")):
+        return None
+    if not shutil.which("npm"):
+        return "npm is not installed, so @aws-sdk/client-lambda cannot be installed (scripts/deps.sh)"
+    p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR,
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        return "npm ci in tests/js failed (npm registry unreachable?): " + p.stderr.strip()[-300:]
+    return None
+
+
+def js_invoke(endpoint, key, secret, name, payload):
+    p = subprocess.run(["/usr/bin/node", os.path.join(JS_DIR, "invoke.mjs"), endpoint, key, secret, name,
+                        json.dumps(payload)], capture_output=True, text=True, timeout=90, cwd=JS_DIR,
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_js_sdk_invokes_with_the_right_keys_only(new_daemon, packages):
+    """The AWS SDK for JavaScript v3 (@aws-sdk/client-lambda from npm, pinned in tests/js)."""
+    why = _js_sdk_skip_reason()
+    if why:
+        pytest.skip(why)
+    d = new_daemon()
+    key, secret = d.keys
+    name = h.unique_name("js")
+    create_fn(h.boto_client(d.endpoint), name, packages["node"])
+    out = js_invoke(d.endpoint, key, secret, name, {"from": "js-sdk"})
+    assert out["ok"], out
+    assert out["statusCode"] == 200 and out["functionError"] is None, out
+    assert out["payload"]["event"] == {"from": "js-sdk"} and out["payload"]["runtime"] == "node", out
+    assert name in out["functions"], out
+    wrong = js_invoke(d.endpoint, key, "y" * 40, name, {})
+    assert not wrong["ok"] and wrong["status"] == 403 and wrong["name"] == "InvalidSignatureException", wrong
+    unknown = js_invoke(d.endpoint, "KDLGNOBODYNOBODY0000", secret, name, {})
+    assert not unknown["ok"] and unknown["status"] == 403 and unknown["name"] == "UnrecognizedClientException", unknown
 
 
 @pytest.fixture
@@ -196,8 +351,10 @@ def test_credentials_file_must_be_owner_only(new_daemon, scratch):
 
 def test_non_loopback_listen_without_auth_refused(scratch):
     data = os.path.join(scratch, "data")
+    # (Without --auth off kindlingd authenticates and may listen anywhere; tests never serve on a
+    # non-loopback address, so that case is not started here.)
     for listen in ["0.0.0.0:%d" % h.free_port(), "[::]:%d" % h.free_port()]:
-        for extra in ([], ["--auth", "off"]):
+        for extra in (["--auth", "off"], ["--auth=off", "--region", "us-east-1"]):
             p = run_kindlingd(["--listen", listen, "--data-dir", data] + extra)
             assert p.returncode != 0, (listen, extra)
             assert "refusing to listen on non-loopback address" in p.stderr, p.stderr

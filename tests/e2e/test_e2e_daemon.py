@@ -174,8 +174,7 @@ def test_concurrency_slots_are_released_after_failures(new_daemon, packages):
     for _ in range(3):  # callers that hang up mid-invocation
         s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         body = b'{"action": "sleep", "seconds": 0.3}'
-        s.sendall(b"POST /2015-03-31/functions/%s/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                  % (name.encode(), len(body)) + body)
+        s.sendall(h.request_bytes(d.endpoint, "POST", "/2015-03-31/functions/%s/invocations" % name, body))
         s.close()
         time.sleep(0.6)
     resp, body = invoke(c, name, {"final": 1})

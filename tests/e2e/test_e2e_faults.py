@@ -607,8 +607,7 @@ def test_client_disconnect_mid_invoke(client, packages, daemon, healthy):
     marker = invoke(client, name, {})[1]["marker"]
     body = json.dumps({"action": "sleep", "seconds": 0.5}).encode()
     s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
-    s.sendall(b"POST %s/%s/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-              % (FUNCTIONS.encode(), name.encode(), len(body)) + body)
+    s.sendall(h.request_bytes(daemon.endpoint, "POST", "%s/%s/invocations" % (FUNCTIONS, name), body))
     s.close()
     time.sleep(1.0)
     resp, after = invoke(client, name, {})
@@ -637,8 +636,10 @@ def test_chunked_request_body(client, packages, daemon):
     create_fn(client, name, packages["provided"])
     conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
     try:
-        conn.request("POST", "%s/%s/invocations" % (FUNCTIONS, name), body=iter([b'{"a":', b' [1, 2]}']),
-                     encode_chunked=True, headers={"Transfer-Encoding": "chunked"})
+        # Signed over the whole body (the payload hash); sent in two chunks.
+        path = "%s/%s/invocations" % (FUNCTIONS, name)
+        headers = h.sign_headers(daemon.endpoint, "POST", path, b'{"a": [1, 2]}', {"Transfer-Encoding": "chunked"})
+        conn.request("POST", path, body=iter([b'{"a":', b' [1, 2]}']), encode_chunked=True, headers=headers)
         r = conn.getresponse()
         assert r.status == 200
         assert json.loads(r.read())["event"] == {"a": [1, 2]}

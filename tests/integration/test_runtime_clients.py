@@ -1085,6 +1085,8 @@ def test_node_sync_return_value_is_ignored_like_aws(api, launch):
 
 def _find_kindling_init():
     candidates = [os.environ.get("KINDLING_INIT", "")]
+    if os.environ.get("KINDLING_BUILD_DIR"):
+        candidates.append(os.path.join(os.environ["KINDLING_BUILD_DIR"], "src", "bin", "kindling-init"))
     for build in ("build", "build-init", "build-release", "build-debug"):
         candidates.append(os.path.join(REPO, build, "src", "bin", "kindling-init"))
     for c in candidates:
