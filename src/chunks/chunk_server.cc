@@ -139,25 +139,39 @@ class ChunkServer::Impl : public HttpHandler {
       if (rest == "missing") {
         *route = "chunks_missing";
         if (m != "POST") co_return JsonError(405, "use POST");
-        co_return co_await Missing(req.body);
+        {
+          HttpResponse r = co_await Missing(req.body);
+          co_return r;
+        }
       }
       auto d = Digest::FromHex(rest);
       if (m == "GET" || m == "HEAD") {
         *route = m == "GET" ? "chunk_get" : "chunk_head";
         if (!d) co_return JsonError(400, "not a chunk digest: " + rest.substr(0, 80));
-        co_return m == "GET" ? co_await GetChunk(*d) : co_await HeadChunk(*d);
+        HttpResponse r;
+        if (m == "GET")
+          r = co_await GetChunk(*d);
+        else
+          r = co_await HeadChunk(*d);
+        co_return r;
       }
       if (m == "PUT") {
         *route = "chunk_put";
         if (!d) co_return JsonError(400, "not a chunk digest: " + rest.substr(0, 80));
-        co_return co_await PutChunk(*d, req.body);
+        {
+          HttpResponse r = co_await PutChunk(*d, req.body);
+          co_return r;
+        }
       }
       co_return JsonError(405, "method " + m + " not allowed on chunks");
     }
     if (p == "/v1/images" || p == "/v1/images/") {
       *route = "image_list";
       if (m != "GET") co_return JsonError(405, "use GET");
-      co_return co_await ListImages();
+      {
+        HttpResponse r = co_await ListImages();
+        co_return r;
+      }
     }
     if (p.rfind("/v1/images/", 0) == 0) {
       std::string name = p.substr(11);
@@ -167,9 +181,18 @@ class ChunkServer::Impl : public HttpHandler {
       else co_return JsonError(405, "method " + m + " not allowed on images");
       if (!IsValidImageName(name))
         co_return JsonError(400, "invalid image name (1..200 of [A-Za-z0-9._/+-], no \"..\")");
-      if (m == "PUT") co_return co_await PutImage(name, std::move(req.body));
-      if (m == "GET") co_return co_await GetImage(name);
-      co_return co_await DeleteRow("images", name);
+      if (m == "PUT") {
+        HttpResponse r = co_await PutImage(name, std::move(req.body));
+        co_return r;
+      }
+      if (m == "GET") {
+        HttpResponse r = co_await GetImage(name);
+        co_return r;
+      }
+      {
+        HttpResponse r = co_await DeleteRow("images", name);
+        co_return r;
+      }
     }
     if (p.rfind("/v1/recordings/", 0) == 0) {
       std::string name = p.substr(15);
@@ -179,14 +202,26 @@ class ChunkServer::Impl : public HttpHandler {
       else co_return JsonError(405, "method " + m + " not allowed on recordings");
       if (!IsValidImageName(name))
         co_return JsonError(400, "invalid recording name (1..200 of [A-Za-z0-9._/+-], no \"..\")");
-      if (m == "PUT") co_return co_await PutRecording(name, std::move(req.body));
-      if (m == "GET") co_return co_await GetRecording(name);
-      co_return co_await DeleteRow("recordings", name);
+      if (m == "PUT") {
+        HttpResponse r = co_await PutRecording(name, std::move(req.body));
+        co_return r;
+      }
+      if (m == "GET") {
+        HttpResponse r = co_await GetRecording(name);
+        co_return r;
+      }
+      {
+        HttpResponse r = co_await DeleteRow("recordings", name);
+        co_return r;
+      }
     }
     if (p == "/v1/gc") {
       *route = "gc";
       if (m != "POST") co_return JsonError(405, "use POST");
-      co_return co_await Collect();
+      {
+        HttpResponse r = co_await Collect();
+        co_return r;
+      }
     }
     if (p == "/metrics") {
       *route = "metrics";
@@ -206,7 +241,8 @@ class ChunkServer::Impl : public HttpHandler {
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    auto data = co_await OnPool([this, d] { return store_->Get(d); });
+    auto work = [this, d] { return store_->Get(d); };
+    auto data = co_await OnPool(std::move(work));
     chunk_gets_++;
     if (!data.ok()) {
       if (data.status().code() == kChunkNotFound) {
@@ -232,7 +268,8 @@ class ChunkServer::Impl : public HttpHandler {
   }
 
   awaitable<HttpResponse> HeadChunk(Digest d) {
-    bool has = co_await OnPool([this, d] { return store_->Has(d); });
+    auto work = [this, d] { return store_->Has(d); };
+    bool has = co_await OnPool(std::move(work));
     if (!has) co_return JsonError(404, "chunk " + d.Hex() + " not found", kChunkNotFound);
     HttpResponse r;
     r.content_type = "application/octet-stream";
@@ -240,7 +277,8 @@ class ChunkServer::Impl : public HttpHandler {
   }
 
   awaitable<HttpResponse> PutChunk(Digest d, std::string body) {
-    auto s = co_await OnPool([this, d, body = std::move(body)] { return store_->Put(d, body); });
+    auto work = [this, d, body = std::move(body)] { return store_->Put(d, body); };
+    auto s = co_await OnPool(std::move(work));
     if (!s.ok()) {
       if (s.code() == kChunkCorrupt || s.err() == 0) co_return JsonError(400, s.message());
       co_return JsonError(500, s.message());
@@ -250,7 +288,7 @@ class ChunkServer::Impl : public HttpHandler {
   }
 
   awaitable<HttpResponse> Missing(std::string body) {
-    co_return co_await OnPool([this, body = std::move(body)]() -> HttpResponse {
+    auto work = [this, body = std::move(body)]() -> HttpResponse {
       auto doc = json::parse(body, nullptr, false);
       if (!doc.is_object() || !doc.contains("digests") || !doc["digests"].is_array())
         return JsonError(400, "body must be {\"digests\":[\"<hex>\",...]}");
@@ -265,11 +303,15 @@ class ChunkServer::Impl : public HttpHandler {
         if (store_->Touch(*d).code() == kChunkNotFound) missing.push_back(d->Hex());
       }
       return JsonOk({{"missing", std::move(missing)}});
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   awaitable<HttpResponse> PutImage(std::string name, std::string body) {
-    auto r = co_await OnPool([this, name, body = std::move(body)]() -> HttpResponse {
+    auto work = [this, name, body = std::move(body)]() -> HttpResponse {
       auto m = Manifest::Parse(body);
       if (!m.ok()) return JsonError(400, m.status().message());
       std::string encoded = m->Encode();
@@ -303,12 +345,13 @@ class ChunkServer::Impl : public HttpHandler {
       if (st.Step() != SQLITE_DONE) return JsonError(500, sqlite::Error(db_, "insert image").message());
       CountImagesLocked();
       return JsonOk({{"name", name}, {"id", id}});
-    });
+    };
+    auto r = co_await OnPool(std::move(work));
     co_return r;
   }
 
   awaitable<HttpResponse> GetImage(std::string name) {
-    co_return co_await OnPool([this, name]() -> HttpResponse {
+    auto work = [this, name]() -> HttpResponse {
       std::lock_guard lock(db_mu_);
       sqlite::Statement st(db_, "SELECT manifest, id FROM images WHERE name = ?");
       if (!st.ok()) return JsonError(500, sqlite::Error(db_, "prepare").message());
@@ -320,11 +363,15 @@ class ChunkServer::Impl : public HttpHandler {
       r.body = st.Text(0);
       r.headers.emplace_back("X-Kindling-Image-Id", st.Text(1));
       return r;
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   awaitable<HttpResponse> ListImages() {
-    co_return co_await OnPool([this]() -> HttpResponse {
+    auto work = [this]() -> HttpResponse {
       std::lock_guard lock(db_mu_);
       sqlite::Statement st(db_, "SELECT name, id, size, chunks FROM images ORDER BY name");
       if (!st.ok()) return JsonError(500, sqlite::Error(db_, "prepare").message());
@@ -334,12 +381,16 @@ class ChunkServer::Impl : public HttpHandler {
         images.push_back({{"name", st.Text(0)}, {"id", st.Text(1)}, {"size", st.Int(2)}, {"chunks", st.Int(3)}});
       if (rc != SQLITE_DONE) return JsonError(500, sqlite::Error(db_, "list images").message());
       return JsonOk({{"images", std::move(images)}});
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   // table is "images" or "recordings" (never user input).
   awaitable<HttpResponse> DeleteRow(const char* table, std::string name) {
-    co_return co_await OnPool([this, table, name]() -> HttpResponse {
+    auto work = [this, table, name]() -> HttpResponse {
       std::lock_guard lock(db_mu_);
       std::string sql = std::string("DELETE FROM ") + table + " WHERE name = ?";
       sqlite::Statement st(db_, sql.c_str());
@@ -351,11 +402,15 @@ class ChunkServer::Impl : public HttpHandler {
         return JsonError(404, std::string(is_image ? "image " : "recording ") + name + " not found", kChunkNotFound);
       if (is_image) CountImagesLocked();
       return JsonOk({{"deleted", name}});
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   awaitable<HttpResponse> PutRecording(std::string name, std::string body) {
-    co_return co_await OnPool([this, name, body = std::move(body)]() -> HttpResponse {
+    auto work = [this, name, body = std::move(body)]() -> HttpResponse {
       if (!json::accept(body)) return JsonError(400, "a recording must be a JSON document");
       std::lock_guard lock(db_mu_);
       sqlite::Statement st(db_,
@@ -367,11 +422,15 @@ class ChunkServer::Impl : public HttpHandler {
       st.Bind(3, NowMs());
       if (st.Step() != SQLITE_DONE) return JsonError(500, sqlite::Error(db_, "insert recording").message());
       return JsonOk({{"name", name}});
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   awaitable<HttpResponse> GetRecording(std::string name) {
-    co_return co_await OnPool([this, name]() -> HttpResponse {
+    auto work = [this, name]() -> HttpResponse {
       std::lock_guard lock(db_mu_);
       sqlite::Statement st(db_, "SELECT body FROM recordings WHERE name = ?");
       if (!st.ok()) return JsonError(500, sqlite::Error(db_, "prepare").message());
@@ -382,11 +441,15 @@ class ChunkServer::Impl : public HttpHandler {
       HttpResponse r;
       r.body = st.Text(0);
       return r;
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   awaitable<HttpResponse> Collect() {
-    co_return co_await OnPool([this]() -> HttpResponse {
+    auto work = [this]() -> HttpResponse {
       std::lock_guard gc_lock(gc_mu_);
       std::unordered_set<Digest, DigestHash> referenced;
       {
@@ -421,7 +484,11 @@ class ChunkServer::Impl : public HttpHandler {
         }
       }
       return JsonOk({{"deleted", deleted}, {"bytes_freed", freed}, {"kept", kept}});
-    });
+    };
+    {
+      HttpResponse r = co_await OnPool(std::move(work));
+      co_return r;
+    }
   }
 
   void CountImages() {
