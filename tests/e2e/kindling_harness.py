@@ -675,7 +675,93 @@ PYTHON_APP = textwrap.dedent('''
             return res
         if action == "security":
             return security(event)
+        if action == "plant":
+            return plant(event)
+        if action == "hunt":
+            return hunt(event)
         return {"error": "unknown action " + action}
+
+
+    _HELD = []  # objects a planted secret lives in while the sandbox is warm
+
+
+    def plant(event):
+        """Leaves event["secret"] everywhere a function could leave data for another one to find."""
+        import ctypes
+        secret = event["secret"]
+        print("planted", secret)
+        for d in ("/tmp", "/dev/shm"):
+            with open(os.path.join(d, "planted-" + secret), "w") as f:
+                f.write(secret)
+        libc = _libc()
+        libc.shmat.restype = ctypes.c_void_p
+        shm = libc.shmget(ctypes.c_int(event["shm_key"]), ctypes.c_size_t(4096), ctypes.c_int(0o1000 | 0o666))
+        if shm >= 0:
+            addr = libc.shmat(ctypes.c_int(shm), None, ctypes.c_int(0))
+            ctypes.memmove(addr, secret.encode(), len(secret))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(chr(0) + "kindling-" + secret)
+        s.listen(4)
+        _HELD.append(s)
+        return {"marker": MARKER, "shm": shm, "pid": os.getpid(), "secret_in_env": secret in json.dumps(dict(os.environ))}
+
+
+    def hunt(event):
+        """Looks for event["secret"] (or any of event["secrets"]) everywhere plant() puts one, in /proc,
+        in /var/task, and at the host paths given; returns where it was found and what was reachable."""
+        import ctypes
+        secrets = event.get("secrets") or [event["secret"]]
+        found = []
+
+        def look(where, data):
+            if isinstance(data, bytes):
+                data = data.decode("utf-8", "replace")
+            for sec in secrets:
+                if sec in data:
+                    found.append(where)
+
+        for d in ("/tmp", "/dev/shm", "/var/task"):
+            for root, _, files in os.walk(d):
+                for name in files:
+                    path = os.path.join(root, name)
+                    look(path + " (name)", path)
+                    try:
+                        with open(path, "rb") as f:
+                            look(path, f.read(1 << 20))
+                    except OSError:
+                        pass
+        look("environment", json.dumps(dict(os.environ)))
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            for what in ("environ", "cmdline", "root/tmp", "cwd"):
+                path = "/proc/%s/%s" % (pid, what)
+                try:
+                    if what in ("root/tmp", "cwd"):
+                        for name in os.listdir(path):
+                            look(path + "/" + name, name)
+                    else:
+                        with open(path, "rb") as f:
+                            look(path, f.read())
+                except OSError:
+                    pass
+        libc = _libc()
+        for key in event.get("shm_keys", []):
+            shm = libc.shmget(ctypes.c_int(key), ctypes.c_size_t(0), ctypes.c_int(0))
+            if shm >= 0:
+                found.append("sysv shm key %d" % key)
+        for sec in secrets:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(chr(0) + "kindling-" + sec)
+                found.append("abstract socket kindling-" + sec)
+            except OSError:
+                pass
+            finally:
+                s.close()
+        paths = {}
+        for path in event.get("paths", []):
+            paths[path] = _try(lambda path=path: sorted(os.listdir(path)) if os.path.isdir(path) else open(path, "rb").read(64).hex())
+        return {"marker": MARKER, "found": found, "paths": paths,
+                "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
 
 
     def security(event):
@@ -862,7 +948,18 @@ C_BOOTSTRAP = textwrap.dedent(r'''
       return out;
     }
 
-    int main(void) {
+    #ifdef KINDLING_PROBE
+    /* Extra code compiled in (compile_bootstrap(extra_c=...)): answers events holding "probe". */
+    char *kindling_probe(const char *event);
+    int kindling_probe_main(int argc, char **argv);  /* non-zero argc handled: the process exits */
+    #endif
+
+    int main(int argc, char **argv) {
+    #ifdef KINDLING_PROBE
+      if (argc > 1) return kindling_probe_main(argc, argv);
+    #else
+      (void)argc; (void)argv;
+    #endif
       const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
       if (!api) { fprintf(stderr, "no AWS_LAMBDA_RUNTIME_API\n"); return 1; }
       const char *colon = strrchr(api, ':');
@@ -884,6 +981,17 @@ C_BOOTSTRAP = textwrap.dedent(r'''
         }
         printf("bootstrap %s handling %s\n", TAG, id);
         char path[512];
+    #ifdef KINDLING_PROBE
+        if (strstr(ev, "\"probe\"")) {
+          char *doc = kindling_probe(ev);
+          snprintf(path, sizeof path, "/2018-06-01/runtime/invocation/%s/response", id);
+          free(exchange("POST", path, "Content-Type: application/json\r\n", doc, strlen(doc), &st, NULL, 0));
+          free(doc);
+          free(ev);
+          if (st != 202) { fprintf(stderr, "post: HTTP %d\n", st); return 1; }
+          continue;
+        }
+    #endif
         if (strstr(ev, "\"crash\"")) { fflush(stdout); _exit(3); }
         if (strstr(ev, "\"fail\"")) {
           snprintf(path, sizeof path, "/2018-06-01/runtime/invocation/%s/error", id);
@@ -910,13 +1018,24 @@ C_BOOTSTRAP = textwrap.dedent(r'''
 ''').lstrip()
 
 
-def compile_bootstrap(out_dir, tag):
-    src = os.path.join(out_dir, "bootstrap.c")
+def compile_bootstrap(out_dir, tag, extra_c=None):
+    """The C bootstrap; extra_c (C source defining kindling_probe() and kindling_probe_main(), see
+    C_BOOTSTRAP) is compiled in with -DKINDLING_PROBE and -pthread."""
+    src = os.path.join(out_dir, "bootstrap-%s.c" % tag)
     with open(src, "w") as f:
         f.write(C_BOOTSTRAP)
+    srcs, flags = [src], []
+    if extra_c:
+        extra = os.path.join(out_dir, "probe-%s.c" % tag)
+        with open(extra, "w") as f:
+            f.write(extra_c)
+        srcs.append(extra)
+        flags = ["-DKINDLING_PROBE", "-pthread"]
     out = os.path.join(out_dir, "bootstrap-" + tag)
-    subprocess.run(["cc", "-O2", "-Wall", "-o", out, src, '-DTAG="%s"' % tag], check=True,
-                   capture_output=True, timeout=120)
+    p = subprocess.run(["cc", "-O2", "-Wall", "-o", out] + srcs + ['-DTAG="%s"' % tag] + flags,
+                       capture_output=True, timeout=120, text=True)
+    if p.returncode != 0:
+        raise AssertionError("compiling the bootstrap failed:\n" + p.stderr)
     with open(out, "rb") as f:
         return f.read()
 

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+import urllib.request
 import uuid
 
 import pytest
@@ -214,3 +215,130 @@ def test_function_secrets_are_not_readable_by_other_local_users(client, packages
             if p.returncode == 0:
                 leaked.append(path)
     assert not leaked, "readable by uid 65534: %s" % leaked
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-function isolation of data: code, logs, environment variables, /tmp (and the other places a
+# process can leave bytes: /dev/shm, System V shared memory, abstract unix sockets, /proc) of one
+# function are never visible to another, nor through the other's API calls.
+
+
+def _host_paths_of(daemon, name, pids):
+    """Host paths that hold function `name`'s data, for another function to try (all must fail)."""
+    paths = [os.path.join(daemon.data_dir, "code"), os.path.join(daemon.data_dir, "logs"),
+             os.path.join(daemon.data_dir, "logs", name + ".log"), os.path.join(daemon.data_dir, "jail"),
+             os.path.join(daemon.data_dir, "metadata.db"), daemon.data_dir]
+    for entry in os.listdir(os.path.join(daemon.data_dir, "code")):
+        paths.append(os.path.join(daemon.data_dir, "code", entry))
+    for pid in pids:  # the host's pids of the other sandbox's processes
+        paths += ["/proc/%d/root/tmp" % pid, "/proc/%d/root/var/task" % pid, "/proc/%d/environ" % pid]
+    return paths
+
+
+def _sandbox_pids(daemon, sandbox_ids):
+    """Host pids of the processes in the given sandboxes' cgroups."""
+    out = []
+    for sid in sandbox_ids:
+        for pid in h.processes_in_cgroups_named(sid):
+            out.append(pid)
+    return sorted(set(out))
+
+
+def test_functions_cannot_see_each_others_data(client, packages, daemon):
+    secret_a = "secret-a-" + uuid.uuid4().hex
+    code_secret_b = "code-b-" + uuid.uuid4().hex
+    a, b = h.unique_name("iso-a"), h.unique_name("iso-b")
+    shm_key = 0x4B00 + (uuid.uuid4().int & 0xFF)
+    before = set(daemon.sandbox_ids())
+    create_fn(client, a, packages["python"], Environment={"Variables": {"A_SECRET": secret_a}})
+    resp, planted = invoke(client, a, {"action": "plant", "secret": secret_a, "shm_key": shm_key}, LogType="Tail")
+    assert "FunctionError" not in resp and planted["secret_in_env"] and planted["shm"] >= 0, planted
+    assert secret_a in h.decode_log(resp["LogResult"])  # A's own tail has A's output
+    a_sandboxes = set(daemon.sandbox_ids()) - before
+    a_pids = _sandbox_pids(daemon, a_sandboxes)
+    assert a_pids, "A's sandbox processes not found"
+
+    # B's code holds a secret of its own; A is warm (its /tmp, shm segment and socket are live).
+    create_fn(client, b, packages["python"], zip_bytes=h.python_zip(extra={"b-secret.txt": code_secret_b}),
+              Environment={"Variables": {"B_ONLY": "b"}})
+    resp, got = invoke(client, b, {"action": "hunt", "secret": secret_a, "shm_keys": [shm_key],
+                                   "paths": _host_paths_of(daemon, a, a_pids)}, LogType="Tail")
+    assert "FunctionError" not in resp, got
+    assert got["found"] == [], got["found"]
+    reachable = {p: r for p, r in got["paths"].items() if r["ok"]}
+    assert not reachable, reachable
+    assert secret_a not in h.decode_log(resp["LogResult"])
+    # And the other way round: A cannot find B's code (its /var/task is its own).
+    resp, got = invoke(client, a, {"action": "hunt", "secret": code_secret_b,
+                                   "paths": _host_paths_of(daemon, b, [])})
+    assert got["found"] == [] and not any(r["ok"] for r in got["paths"].values()), got
+    # A itself still has everything it planted (the hunt would have found it: the probe works).
+    resp, own = invoke(client, a, {"action": "hunt", "secret": secret_a, "shm_keys": [shm_key]})
+    assert own["marker"] == planted["marker"]
+    assert {"/tmp/planted-" + secret_a, "/dev/shm/planted-" + secret_a, "environment",
+            "sysv shm key %d" % shm_key, "abstract socket kindling-" + secret_a} <= set(own["found"]), own["found"]
+
+    # Through B's API calls: B's configuration, code location and tail never carry A's data.
+    for call in (lambda: client.get_function(FunctionName=b), lambda: client.get_function_configuration(FunctionName=b),
+                 lambda: client.list_versions_by_function(FunctionName=b)):
+        doc = json.dumps(call(), default=str)
+        assert secret_a not in doc and "A_SECRET" not in doc, doc
+    got_b = client.get_function_configuration(FunctionName=b)
+    assert got_b["Environment"]["Variables"] == {"B_ONLY": "b"}
+    got_a = client.get_function_configuration(FunctionName=a)
+    assert got_a["Environment"]["Variables"] == {"A_SECRET": secret_a}
+    with urllib.request.urlopen(client.get_function(FunctionName=b)["Code"]["Location"], timeout=30) as r:
+        b_zip = r.read()
+    assert code_secret_b.encode() in b_zip or b"b-secret.txt" in b_zip
+    with urllib.request.urlopen(client.get_function(FunctionName=a)["Code"]["Location"], timeout=30) as r:
+        assert b"b-secret.txt" not in r.read()
+
+
+def test_concurrent_tails_carry_only_their_own_function(client, packages, daemon):
+    """Two functions log at the same time; each LogType=Tail holds only its own lines."""
+    names = [h.unique_name("tail-%d" % i) for i in range(2)]
+    for n in names:
+        create_fn(client, n, packages["python"])
+    clients = {n: h.boto_client(daemon.endpoint) for n in names}
+    results, errors = {n: [] for n in names}, []
+
+    def run(n):
+        try:
+            for i in range(6):
+                resp, _ = invoke(clients[n], n, {"say": "%s-line-%d" % (n, i)}, LogType="Tail")
+                results[n].append(h.decode_log(resp["LogResult"]))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    import threading
+    threads = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for n in names:
+        other = [m for m in names if m != n][0]
+        assert len(results[n]) == 6
+        for i, tail in enumerate(results[n]):
+            assert "%s-line-%d" % (n, i) in tail, tail
+            assert other not in tail, (n, tail)
+
+
+def test_recreated_function_gets_nothing_of_its_predecessor(client, packages, daemon):
+    """A function deleted and created again under the same name starts from scratch: no warm
+    sandbox, /tmp, environment or log tail of the old one."""
+    name = h.unique_name("reborn")
+    secret = "old-life-" + uuid.uuid4().hex
+    shm_key = 0x4C00 + (uuid.uuid4().int & 0xFF)
+    create_fn(client, name, packages["python"], Environment={"Variables": {"OLD_SECRET": secret}})
+    _, planted = invoke(client, name, {"action": "plant", "secret": secret, "shm_key": shm_key})
+    client.delete_function(FunctionName=name)
+    create_fn(client, name, packages["python"])
+    resp, got = invoke(client, name, {"action": "hunt", "secret": secret, "shm_keys": [shm_key]}, LogType="Tail")
+    assert "FunctionError" not in resp, got
+    assert got["marker"] != planted["marker"], "the old function's sandbox served the new one"
+    assert got["found"] == [], got["found"]
+    assert secret not in h.decode_log(resp["LogResult"])
+    assert "Environment" not in client.get_function_configuration(FunctionName=name) or \
+        "OLD_SECRET" not in json.dumps(client.get_function_configuration(FunctionName=name))
