@@ -1,7 +1,7 @@
 #include "chunks/chunk_client.h"
 
-#include "common/asio.h"
 #include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
