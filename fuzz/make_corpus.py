@@ -72,6 +72,19 @@ write("init_http_fuzz", "chunked_error", "POST /2018-06-01/runtime/invocation/ab
 write("init_http_fuzz", "init_error", "\r\nPOST http://127.0.0.1:9001/2018-06-01/runtime/init/error?x=1 HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}")
 write("init_http_fuzz", "bad_te", "POST /x HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n")
 
+# init_runtime_api_fuzz: byte 0 = flags (1: an invocation "fuzz-id" is handed to init first, 2: split
+# writes), then up to four connections' bytes separated by two NUL bytes.
+NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n\r\n"
+RESP = b"POST /2018-06-01/runtime/invocation/fuzz-id/response HTTP/1.1\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+ERR = (b"POST /2018-06-01/runtime/invocation/fuzz-id/error HTTP/1.1\r\nLambda-Runtime-Function-Error-Type: X\r\n"
+       b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n")
+write("init_runtime_api_fuzz", "next_then_response", b"\x01" + NEXT + b"\0\0" + RESP)
+write("init_runtime_api_fuzz", "next_then_error_split", b"\x03" + NEXT + b"\0\0" + ERR)
+write("init_runtime_api_fuzz", "pipelined", b"\x01" + NEXT + RESP + NEXT)
+write("init_runtime_api_fuzz", "init_error", b"\x00" + b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+write("init_runtime_api_fuzz", "wrong_id", b"\x01" + NEXT + b"\0\0" + RESP.replace(b"fuzz-id", b"other") + b"\0\0" + RESP)
+write("init_runtime_api_fuzz", "garbage", b"\x02" + b"GET / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n\0\0\xff\xfe\r\n\r\n")
+
 # function_config_fuzz: CreateFunction / UpdateFunctionConfiguration bodies
 write("function_config_fuzz", "create", json.dumps({
     "FunctionName": "f", "Runtime": "python3.12", "Role": "arn:aws:iam::123456789012:role/r",
