@@ -185,6 +185,11 @@ awaitable<std::optional<ApiError>> LambdaApi::StoreCode(const std::string& zip_b
     if (pkg.status().err() != 0) co_return ApiError::Service("Could not store the code package: " + pkg.status().message());
     co_return ApiError{400, "InvalidParameterValueException", pkg.status().message(), ""};
   }
+  if (options_.publish_code) {
+    auto publish = [&pkg, &f = options_.publish_code] { return f(*pkg); };
+    Status s = co_await RunOn(blocking_.get_executor(), std::move(publish));
+    if (!s.ok()) co_return ApiError::Service("Could not store the code package: " + s.message());
+  }
   fn->code_sha256 = pkg->sha256_base64;
   fn->code_size = pkg->zip_size;
   fn->code_digest = pkg->digest_hex;
@@ -410,6 +415,7 @@ HttpResponse LambdaApi::RenderMetrics() {
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = metrics_.RenderPrometheus();
+  if (worker_.options().images) r.body += worker_.options().images->MetricsText();
   return r;
 }
 

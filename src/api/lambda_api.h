@@ -6,12 +6,14 @@
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "api/http_server.h"
 #include "assignment/assignment_service.h"
 #include "auth/sigv4.h"
+#include "code/code_package.h"
 #include "common/api_error.h"
 #include "common/metrics.h"
 #include "frontend/counting.h"
@@ -30,6 +32,8 @@ struct LambdaApiOptions {
   const SigV4Verifier* auth = nullptr;
   // With auth on, GET /metrics stays unauthenticated (kindlingd: only when listening on loopback).
   bool metrics_unauthenticated = true;
+  // Turns an extracted package into the image workers mount at /var/task (blocking; optional).
+  std::function<Status(const CodePackage&)> publish_code;
 };
 
 class LambdaApi : public HttpHandler {

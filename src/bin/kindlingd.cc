@@ -16,10 +16,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 #include <tuple>
 
 #include "api/http_server.h"
 #include "api/lambda_api.h"
+#include "chunks/chunk_cache.h"
+#include "chunks/chunk_client.h"
+#include "chunks/chunk_server.h"
+#include "images/image_mounter.h"
+#include "images/image_publisher.h"
 #include "assignment/assignment_service.h"
 #include "auth/sigv4.h"
 #include "async/async_invoker.h"
@@ -122,6 +128,28 @@ void PrintCredentialsUsage(const std::string& path, const CredentialStore& creds
           secret, region.c_str(), endpoint.c_str(), path.c_str());
 }
 
+// The embedded chunk server, on its own thread: chunk fetches never wait behind API requests.
+struct EmbeddedChunkServer {
+  boost::asio::io_context io{1};
+  std::unique_ptr<chunks::ChunkServer> server;
+  std::thread thread;
+
+  Result<int> Start(const chunks::ChunkServerOptions& opts) {
+    server = std::make_unique<chunks::ChunkServer>(io, opts);
+    auto port = server->Start();
+    if (port.ok()) thread = std::thread([this] { io.run(); });
+    return port;
+  }
+  ~EmbeddedChunkServer() {
+    if (!thread.joinable()) return;
+    boost::asio::post(io, [this] {
+      server->Stop();
+      io.stop();
+    });
+    thread.join();
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,6 +198,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--allow-unauthenticated", allow_unauthenticated,
                "Allow --auth off on a non-loopback --listen address (anyone who can connect may run code)");
+  std::string images_mode = "on", image_loading = "prefetch", chunk_server_url, chunk_listen = "127.0.0.1:9300";
+  uint64_t chunk_cache_mb = 2048;
+  uint32_t chunk_fetch_parallelism = 8;
+  app.add_option("--images", images_mode,
+                 "Run sandboxes on runtime and code images loaded lazily from the chunk server (off: "
+                 "on the host's /usr and plain code directories)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--chunk-server", chunk_server_url,
+                 "URL of a kindling-chunkd to use (default: run one inside kindlingd, see --chunk-listen)");
+  app.add_option("--chunk-listen", chunk_listen,
+                 "Address of the embedded chunk server, HOST:PORT (loopback only; port 0: any)")->capture_default_str();
+  app.add_option("--image-loading", image_loading,
+                 "How a worker loads an image it lacks: eager (all chunks before the start), lazy "
+                 "(chunks on first read) or prefetch (lazy, plus the recorded start order in parallel)")
+      ->check(CLI::IsMember({"eager", "lazy", "prefetch"}))
+      ->capture_default_str();
+  app.add_option("--chunk-cache-mb", chunk_cache_mb, "Size of the worker's on-disk chunk cache")->capture_default_str();
+  app.add_option("--chunk-fetch-parallelism", chunk_fetch_parallelism,
+                 "Chunk fetches in flight at most")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   size_t colon = listen.rfind(':');
@@ -248,6 +296,55 @@ int main(int argc, char** argv) {
   s = factory->SweepLeftovers();
   if (!s.ok()) fprintf(stderr, "kindlingd: sweeping leftovers: %s\n", s.message().c_str());
 
+  // Images: a chunk server (embedded unless --chunk-server names one), the worker's chunk cache and
+  // image mounts, and the publisher that turns code packages and runtimes into images.
+  EmbeddedChunkServer embedded_chunkd;
+  std::shared_ptr<chunks::ChunkCache> chunk_cache;
+  std::unique_ptr<images::ImageMounter> mounter;
+  std::unique_ptr<images::ImagePublisher> publisher;
+  std::jthread runtime_builds;
+  if (images_mode == "on") {
+    if (chunk_server_url.empty()) {
+      size_t c = chunk_listen.rfind(':');
+      if (c == std::string::npos) return Fail("--chunk-listen must be HOST:PORT");
+      chunks::ChunkServerOptions copts;
+      copts.data_dir = data_dir + "/chunkd";
+      copts.host = chunk_listen.substr(0, c);
+      copts.port = atoi(chunk_listen.substr(c + 1).c_str());
+      if (!IsLoopbackHost(copts.host)) return Fail("--chunk-listen must be a loopback address (the chunk server has no authentication)");
+      auto chunk_port = embedded_chunkd.Start(copts);
+      if (!chunk_port.ok()) return Fail("chunk server: " + chunk_port.status().message());
+      chunk_server_url = "http://" + copts.host + ":" + std::to_string(*chunk_port);
+    }
+    chunks::ChunkClientOptions client_opts;
+    client_opts.url = chunk_server_url;
+    auto chunk_client = std::make_shared<chunks::ChunkClient>(client_opts);
+    chunks::ChunkCacheOptions cache_opts;
+    cache_opts.dir = data_dir + "/cache";
+    cache_opts.capacity_bytes = chunk_cache_mb << 20;
+    cache_opts.fetch_parallelism = chunk_fetch_parallelism;
+    auto cache = chunks::ChunkCache::Open(cache_opts, chunk_client);
+    if (!cache.ok()) return Fail("chunk cache: " + cache.status().message());
+    chunk_cache = std::move(cache).value();
+    images::ImageMounterOptions mopts;
+    mopts.dir = data_dir + "/images";
+    mopts.loading = images::ParseImageLoading(image_loading).value();
+    auto started = images::ImageMounter::Start(mopts, chunk_client, chunk_cache);
+    if (!started.ok()) return Fail("images: " + started.status().message());
+    mounter = std::move(started).value();
+    publisher = std::make_unique<images::ImagePublisher>(data_dir + "/images/build", chunk_client, runtimes_dir);
+    // Runtime images are built (once per set of installed package versions) in the background; a
+    // start that needs one before it is ready waits for it.
+    runtime_builds = std::jthread([p = publisher.get()] {
+      for (const char* family : {"provided", "python", "node"}) {
+        auto name = p->RuntimeImage(family);
+        if (!name.ok()) fprintf(stderr, "kindlingd: %s\n", name.status().message().c_str());
+      }
+    });
+    fprintf(stderr, "kindlingd: images from chunk server %s (loading: %s)\n", chunk_server_url.c_str(),
+            image_loading.c_str());
+  }
+
   boost::asio::io_context io(1);
   WorkerOptions wopts;
   wopts.code_root = data_dir + "/code";
@@ -257,6 +354,13 @@ int main(int argc, char** argv) {
   wopts.arn = arn;
   wopts.memory_capacity_bytes = memory_capacity_mb << 20;
   wopts.freeze_delay = std::chrono::microseconds(static_cast<int64_t>(freeze_delay_ms * 1000));
+  if (mounter) {
+    wopts.images = mounter.get();
+    wopts.runtime_image = [p = publisher.get()](const std::string& family) { return p->RuntimeImage(family); };
+    wopts.publish_code = [p = publisher.get(), root = wopts.code_root](const std::string& digest) {
+      return p->PublishTree(root + "/" + digest, images::CodeImageName(digest)).status();
+    };
+  }
   Worker worker(io, std::move(factory), wopts);
   Placement placement;
   placement.AddWorker(&worker);
@@ -286,8 +390,12 @@ int main(int argc, char** argv) {
   });
   if (auto provisioned = registry.store().ListProvisioned(""); provisioned.ok())
     for (const auto& p : *provisioned) assignment.SetProvisioned(p.function, p.qualifier, p.requested);
-  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics,
-                {arn, wopts.code_root, verifier.get(), /*metrics_unauthenticated=*/loopback});
+  LambdaApiOptions api_opts{arn, wopts.code_root, verifier.get(), /*metrics_unauthenticated=*/loopback};
+  if (publisher)
+    api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
+      return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();
+    };
+  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, api_opts);
   // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
   async_opts.arn = arn;
   auto async = AsyncInvoker::Open(io, data_dir + "/events.db", frontend, metrics, async_opts);
@@ -322,6 +430,10 @@ int main(int argc, char** argv) {
   }
   s = worker.Shutdown();
   if (!s.ok()) fprintf(stderr, "kindlingd: cleaning up: %s\n", s.message().c_str());
+  // Images after the sandboxes that mounted them (then, by declaration order, the cache and the
+  // chunk server).
+  if (runtime_builds.joinable()) runtime_builds.join();
+  mounter.reset();
   fprintf(stderr, "kindlingd: stopped\n");
   return 0;
 }

@@ -26,6 +26,9 @@ struct SandboxSpec {
   std::string id;                    // unique among live sandboxes; [a-z0-9-], <= 48 chars
   std::vector<std::string> argv;     // argv[0] is a path inside the sandbox
   std::vector<std::string> env;      // KEY=VALUE, the whole environment of argv[0]
+  // Host directory holding the sandbox's root file system (a mounted runtime image): its /usr,
+  // top-level symlinks and the /etc entries runtimes need are mounted read-only. "" = the host's.
+  std::string root_fs;
   std::string code_dir;              // host directory mounted read-only at /var/task ("" = empty)
   std::vector<BindMount> binds;      // extra mounts (runtime client, kindling-init)
   uint64_t memory_bytes = 128ull << 20;  // hard limit (memory + swap)

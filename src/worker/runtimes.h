@@ -1,5 +1,6 @@
-// The runtimes Kindling can start, and how: the command kindling-init runs inside the sandbox and
-// the runtime client directory (under the runtimes root) mounted at /var/runtime.
+// The runtimes Kindling can start, and how: the command kindling-init runs inside the sandbox, the
+// runtime image family its root file system comes from, and (without images) the runtime client
+// directory under the runtimes root mounted at /var/runtime.
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@ struct RuntimeInfo {
   std::vector<std::string> argv;   // inside the sandbox
   std::string client_dir;          // subdirectory of the runtimes root, "" for none
   std::string entrypoint;          // file in /var/task that must be executable ("" = none)
+  std::string image;               // runtime image family: "provided", "python", "node"
 };
 
 // nullptr for an unknown runtime.

@@ -148,11 +148,19 @@ awaitable<InvokeResult> SandboxSession::Invoke(const InvokeRequest& request) {
   out.executed_version = fn_.version;
   out.cold_start = !ready_;
   const std::string& id = request.request_id;
-  auto fail = [&](const std::string& type, const std::string& message) {
+  auto fail = [&](const std::string& type, std::string message) {
+    if (!ready_ && start_hooks_.why_failed) {
+      std::string why = start_hooks_.why_failed();
+      if (!why.empty()) message += " (" + why + ")";
+    }
     out.function_error = "Unhandled";
     out.payload = ErrorDocument(type, "RequestId: " + id + " Error: " + message);
     AppendLog(IsoTimestamp() + " " + id + " " + message + "\n");
   };
+  struct StartEnd {
+    SandboxSession& session;
+    ~StartEnd() { session.StartOver(); }
+  } start_end{*this};
 
   freeze_timer_.cancel();
   freeze_when_waiting_ = false;
@@ -248,7 +256,15 @@ awaitable<bool> SandboxSession::WaitReady() {
   auto deadline = steady_clock::now() + kInitTimeout;
   while (!ready_ && !dead_ && !result_)
     if (!co_await WaitUntil(deadline)) break;
+  StartOver();
   co_return ready_ && !dead_ && !result_;
+}
+
+void SandboxSession::StartOver() {
+  if (!start_hooks_.over) return;
+  auto over = std::move(start_hooks_.over);
+  start_hooks_ = {};
+  over();
 }
 
 void SandboxSession::Freeze() {

@@ -8,9 +8,11 @@
 #include "common/asio.h"
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/function.h"
 #include "common/status.h"
@@ -47,6 +49,17 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   // Kills every process; the session becomes dead(). Idempotent.
   void Destroy();
 
+  // Optional hooks for the sandbox's start (its init phase and first invocation), run on the io
+  // thread. why_failed: asked when the start fails; a non-empty answer is added to the error.
+  // over: runs once when the start is over, successful or not.
+  struct StartHooks {
+    std::function<std::string()> why_failed;
+    std::function<void()> over;
+  };
+  void SetStartHooks(StartHooks hooks) { start_hooks_ = std::move(hooks); }
+  // Keeps thing alive as long as the session (e.g. the image mounts its sandbox uses).
+  void Hold(std::shared_ptr<void> thing) { held_.push_back(std::move(thing)); }
+
   bool dead() const { return dead_; }
   bool frozen() const { return frozen_; }
   bool initialized() const { return ready_; }
@@ -64,7 +77,10 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   // Waits until woken by a frame or the deadline; true when woken before the deadline.
   boost::asio::awaitable<bool> WaitUntil(std::chrono::steady_clock::time_point deadline);
   std::string ExitErrorType();
+  void StartOver();
 
+  std::vector<std::shared_ptr<void>> held_;  // destroyed after the sandbox
+  StartHooks start_hooks_;
   boost::asio::io_context& io_;
   std::unique_ptr<Sandbox> sandbox_;
   FunctionConfig fn_;

@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/files.h"
 #include "common/ids.h"
+#include "images/image_publisher.h"
 #include "worker/runtimes.h"
 
 namespace kindling {
@@ -69,15 +70,53 @@ boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSa
     FunctionConfig fn, std::string initialization_type) {
   auto spec = PrepareSpec(fn, initialization_type);
   if (!spec.ok()) co_return spec.status();
-  // Creating a sandbox blocks for a few milliseconds (clone, cgroups, the child's setup): it runs
-  // on the creation pool, so the io thread keeps serving and creations proceed in parallel.
+  // Mounting images and creating a sandbox block (network, mount, clone, cgroups, the child's
+  // setup): they run on the creation pool, so the io thread keeps serving and creations proceed
+  // in parallel.
+  struct Created {
+    std::unique_ptr<Sandbox> sandbox;
+    std::vector<std::shared_ptr<images::ImageLease>> leases;
+  };
   reserved_bytes_ += spec->memory_bytes;
-  auto create = [factory = factory_.get(), spec = std::move(spec).value()] { return factory->Create(spec); };
-  auto sandbox = co_await RunOn(create_pool_.get_executor(), std::move(create));
+  auto create = [this, &fn, spec = std::move(spec).value()]() mutable -> Result<Created> {
+    Created c;
+    auto leases = MountImages(fn, &spec);
+    if (!leases.ok()) return leases.status();
+    c.leases = std::move(leases).value();
+    const RuntimeInfo* runtime = FindRuntime(fn.runtime);
+    if (!runtime->entrypoint.empty() && !PackageHasExecutable(spec.code_dir, runtime->entrypoint))
+      return Status::Coded("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/" +
+                                                            runtime->entrypoint + "]");
+    auto sandbox = factory_->Create(spec);
+    if (!sandbox.ok()) return Status::Error("sandbox creation failed: " + sandbox.status().message());
+    c.sandbox = std::move(sandbox).value();
+    return c;
+  };
+  auto created = co_await RunOn(create_pool_.get_executor(), std::move(create));
   reserved_bytes_ -= uint64_t(fn.memory_mb) << 20;
-  if (!sandbox.ok()) co_return Status::Error("sandbox creation failed: " + sandbox.status().message());
-  auto session = std::make_shared<SandboxSession>(io_, std::move(sandbox).value(), fn, LogFor(fn.name),
+  if (!created.ok()) co_return created.status();
+  auto session = std::make_shared<SandboxSession>(io_, std::move(created->sandbox), fn, LogFor(fn.name),
                                                   opts_.freeze_delay);
+  if (!created->leases.empty()) {
+    for (const auto& lease : created->leases) session->Hold(lease);
+    SandboxSession::StartHooks hooks;
+    hooks.why_failed = [mounter = opts_.images, leases = created->leases] {
+      std::string why;
+      for (const auto& lease : leases) {
+        std::string e = mounter->LastError(*lease);
+        if (!e.empty()) why += (why.empty() ? "" : "; ") + ("image " + lease->name() + ": " + e);
+      }
+      return why;
+    };
+    // The start is over: what it read becomes its images' start recordings (network: off the io
+    // thread).
+    hooks.over = [this, leases = created->leases] {
+      boost::asio::post(create_pool_, [mounter = opts_.images, leases] {
+        for (const auto& lease : leases) mounter->StartFinished(*lease);
+      });
+    };
+    session->SetStartHooks(std::move(hooks));
+  }
   session->Start();
   sessions_[session->id()] = session;
   co_return session;
@@ -86,10 +125,6 @@ boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSa
 Result<SandboxSpec> Worker::PrepareSpec(const FunctionConfig& fn, const std::string& initialization_type) {
   const RuntimeInfo* runtime = FindRuntime(fn.runtime);
   if (!runtime) return Status::Coded("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
-  std::string code_dir = opts_.code_root + "/" + fn.code_digest;
-  if (!runtime->entrypoint.empty() && !PackageHasExecutable(code_dir, runtime->entrypoint))
-    return Status::Coded("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/" +
-                                                          runtime->entrypoint + "]");
 
   char id_buf[64];
   snprintf(id_buf, sizeof id_buf, "%04llx%s", static_cast<unsigned long long>(next_id_++ & 0xffff),
@@ -99,9 +134,9 @@ Result<SandboxSpec> Worker::PrepareSpec(const FunctionConfig& fn, const std::str
   spec.argv = {"/var/rapid/init", "--"};
   spec.argv.insert(spec.argv.end(), runtime->argv.begin(), runtime->argv.end());
   spec.env = Environment(fn, spec.id, runtime->name, initialization_type);
-  spec.code_dir = code_dir;
+  spec.code_dir = opts_.code_root + "/" + fn.code_digest;
   spec.binds.push_back({opts_.init_path, "/var/rapid/init", false});
-  if (!runtime->client_dir.empty())
+  if (!opts_.images && !runtime->client_dir.empty())  // runtime images carry their client
     spec.binds.push_back({opts_.runtimes_dir + "/" + runtime->client_dir, "/var/runtime", false});
   spec.memory_bytes = uint64_t(fn.memory_mb) << 20;
   spec.tmp_bytes = uint64_t(fn.ephemeral_mb) << 20;
@@ -113,6 +148,28 @@ Result<SandboxSpec> Worker::PrepareSpec(const FunctionConfig& fn, const std::str
   spec.cpu_millis = 1000 * std::min<uint32_t>(vcpus, static_cast<uint32_t>(std::max(1L, cpus)));
   spec.pids_max = 1024;
   return spec;
+}
+
+Result<std::vector<std::shared_ptr<images::ImageLease>>> Worker::MountImages(const FunctionConfig& fn,
+                                                                            SandboxSpec* spec) {
+  std::vector<std::shared_ptr<images::ImageLease>> leases;
+  if (!opts_.images) return leases;
+  const RuntimeInfo* runtime = FindRuntime(fn.runtime);
+  auto runtime_image = opts_.runtime_image(runtime->image);
+  if (!runtime_image.ok()) return Status::Error(runtime_image.status().message());
+  auto root = opts_.images->Acquire(*runtime_image);
+  if (!root.ok()) return Status::Error(root.status().message());
+  std::string code_name = images::CodeImageName(fn.code_digest);
+  auto code = opts_.images->Acquire(code_name);
+  if (!code.ok() && code.status().code() == chunks::kChunkNotFound && opts_.publish_code &&
+      opts_.publish_code(fn.code_digest).ok())
+    code = opts_.images->Acquire(code_name);
+  if (!code.ok()) return Status::Error(code.status().message());
+  spec->root_fs = (*root)->path();
+  spec->code_dir = (*code)->path();
+  leases.push_back(std::move(root).value());
+  leases.push_back(std::move(code).value());
+  return leases;
 }
 
 WorkerStats Worker::Stats() {

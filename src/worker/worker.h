@@ -7,6 +7,7 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "common/asio.h"
 #include "common/function.h"
 #include "common/status.h"
+#include "images/image_mounter.h"
 #include "sandbox/sandbox.h"
 #include "worker/function_log.h"
 #include "worker/sandbox_session.h"
@@ -29,6 +31,14 @@ struct WorkerOptions {
   ArnContext arn;
   uint64_t memory_capacity_bytes = 0;  // what sandboxes may reserve in total (0 = unlimited)
   std::chrono::microseconds freeze_delay{0};  // see SandboxSession
+  // Images. Null: sandboxes see the host's root file system and the code under code_root.
+  // Otherwise their root and /var/task are images mounted through it (not owned).
+  images::ImageMounter* images = nullptr;
+  // The name of a runtime family's root file system image (blocking; see ImagePublisher).
+  std::function<Result<std::string>(const std::string& family)> runtime_image;
+  // Publishes the code package <code_root>/<digest> as its image, for a package the chunk server
+  // does not have (stored before images, or lost); blocking.
+  std::function<Status(const std::string& code_digest)> publish_code;
 };
 
 struct WorkerStats {
@@ -71,6 +81,10 @@ class Worker {
   std::map<std::string, std::weak_ptr<SandboxSession>> sessions_;
   std::map<std::string, std::weak_ptr<FunctionLog>> logs_;
   uint64_t reserved_bytes_ = 0;                 // memory of sandboxes being created
+  // Mounts the images of fn's sandbox (on a creation thread) and fills in spec's paths.
+  Result<std::vector<std::shared_ptr<images::ImageLease>>> MountImages(const FunctionConfig& fn,
+                                                                       SandboxSpec* spec);
+
   boost::asio::thread_pool create_pool_{2};     // SandboxFactory::Create is thread-safe
 };
 

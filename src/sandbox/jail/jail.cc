@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -252,7 +253,7 @@ struct JailHost {
   JailOptions options;
   Status init;  // non-OK: the host cannot run jails; every Create returns it
   CgroupLayout cgroups;
-  HostRootTemplate root;
+  RootTemplate host_root;
   SeccompProgram seccomp;
   std::string root_dir;  // state_dir/root: the mount point of every sandbox's tmpfs root
   int last_cap = 40;
@@ -260,8 +261,18 @@ struct JailHost {
   std::atomic<bool> clone_into_cgroup{true};  // cleared if this kernel refuses CLONE_INTO_CGROUP
 
   std::mutex mu;
+  std::map<std::string, RootTemplate> image_roots;  // probed root file systems, by host path
   std::vector<bool> slots;  // uid slots in use
   uint32_t next_slot = 0;
+
+  // The template of a root file system other than the host's (a runtime image: its contents never
+  // change while it is mounted at that path, so one probe serves every sandbox).
+  RootTemplate RootOf(const std::string& source) {
+    std::lock_guard lock(mu);
+    auto it = image_roots.find(source);
+    if (it == image_roots.end()) it = image_roots.emplace(source, RootTemplate::Probe(source)).first;
+    return it->second;
+  }
 
   Result<uint32_t> AcquireSlot() {
     std::lock_guard<std::mutex> lock(mu);
@@ -429,7 +440,7 @@ Status JailFactory::Init() {
   if (!layout.ok()) return layout.status();
   h.cgroups = std::move(layout.value());
   if (h.options.favor_dynmods) h.favor_dynmods = EnableFavorDynmods(h.cgroups.v2_root);
-  h.root = HostRootTemplate::Probe();
+  h.host_root = RootTemplate::Probe();
   auto prog = CompileSeccompPolicy();
   if (!prog.ok()) return prog.status();
   h.seccomp = std::move(prog.value());
@@ -481,7 +492,7 @@ Result<std::unique_ptr<Sandbox>> JailFactory::Create(const SandboxSpec& spec) {
   if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
     return Status::Error("sandbox argv[0] must be an absolute path");
 
-  auto plan = BuildMountPlan(h.root, spec, h.root_dir);
+  auto plan = BuildMountPlan(spec.root_fs.empty() ? h.host_root : h.RootOf(spec.root_fs), spec, h.root_dir);
   TRACE("plan");
   if (!plan.ok()) return plan.status();
 

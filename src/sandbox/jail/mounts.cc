@@ -92,11 +92,12 @@ class Planner {
 
 }  // namespace
 
-HostRootTemplate HostRootTemplate::Probe() {
-  HostRootTemplate t;
+RootTemplate RootTemplate::Probe(const std::string& source) {
+  RootTemplate t;
+  t.source = source;
   t.top_dirs.push_back("usr");
   for (const char* name : kTopDirs) {
-    std::string path = std::string("/") + name;
+    std::string path = source + "/" + name;
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) continue;
     if (S_ISLNK(st.st_mode)) {
@@ -107,8 +108,12 @@ HostRootTemplate HostRootTemplate::Probe() {
       t.top_dirs.push_back(name);  // a host without merged /usr
     }
   }
+  // A runtime image carries its runtime client.
+  struct stat runtime_st;
+  if (!source.empty() && stat((source + "/var/runtime").c_str(), &runtime_st) == 0 && S_ISDIR(runtime_st.st_mode))
+    t.top_dirs.push_back("var/runtime");
   for (const char* name : kEtcEntries) {
-    std::string path = std::string("/etc/") + name;
+    std::string path = source + "/etc/" + name;
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) continue;
     EtcEntry e;
@@ -128,7 +133,7 @@ HostRootTemplate HostRootTemplate::Probe() {
   return t;
 }
 
-Result<MountPlan> BuildMountPlan(const HostRootTemplate& host, const SandboxSpec& spec,
+Result<MountPlan> BuildMountPlan(const RootTemplate& rootfs, const SandboxSpec& spec,
                                  const std::string& root_dir) {
   Planner p(root_dir);
   // Nothing we mount may propagate back to the host (and nothing of the host's later mounts in).
@@ -136,15 +141,15 @@ Result<MountPlan> BuildMountPlan(const HostRootTemplate& host, const SandboxSpec
   p.Op({MountOpKind::kMount, "tmpfs", root_dir, "tmpfs", "mode=0755,size=1m,nr_inodes=4096",
         MS_NOSUID | MS_NODEV | MS_NOEXEC});
 
-  for (const std::string& d : host.top_dirs) p.Bind("/" + d, "/" + d, true, kRoAttrs);
-  for (const auto& [name, target] : host.top_symlinks) p.Symlink(target, "/" + name);
+  for (const std::string& d : rootfs.top_dirs) p.Bind(rootfs.source + "/" + d, "/" + d, true, kRoAttrs);
+  for (const auto& [name, target] : rootfs.top_symlinks) p.Symlink(target, "/" + name);
 
   p.Mkdir("/etc");
-  for (const auto& e : host.etc) {
+  for (const auto& e : rootfs.etc) {
     if (!e.symlink_target.empty()) {
       p.Symlink(e.symlink_target, "/etc/" + e.name);
     } else {
-      p.Bind("/etc/" + e.name, "/etc/" + e.name, e.is_dir, kRoAttrs);
+      p.Bind(rootfs.source + "/etc/" + e.name, "/etc/" + e.name, e.is_dir, kRoAttrs);
     }
   }
   p.File("/etc/passwd",

@@ -8,11 +8,13 @@
 //
 // The resulting tree (all read-only unless noted):
 //   /            tmpfs (1 MiB, nosuid nodev noexec), remounted read-only after pivot_root
-//   /usr         host /usr (recursive bind); /bin /lib /lib64 /sbin as on the host (symlinks
-//                into usr on merged-/usr hosts)
-//   /etc         generated passwd, group (sbx_user1051 = 993), hosts, hostname; binds of the host
-//                entries runtimes need (ld.so.cache, ssl, ca-certificates, alternatives, localtime,
-//                nsswitch.conf, mime.types, python3*)
+//   /usr         the root file system's /usr (recursive bind); /bin /lib /lib64 /sbin as there
+//                (symlinks into usr on merged-/usr trees)
+//   /etc         generated passwd, group (sbx_user1051 = 993), hosts, hostname; binds of the
+//                root file system's entries runtimes need (ld.so.cache, ssl, ca-certificates,
+//                alternatives, localtime, nsswitch.conf, mime.types, python3*)
+// The root file system is spec.root_fs (a mounted runtime image) or, when empty, the host's own.
+//   /var/runtime the runtime image's runtime client (when the root file system has one)
 //   /var/task    spec.code_dir, or an empty directory
 //   /tmp         private tmpfs of spec.tmp_bytes, mode 1777             (writable)
 //   /proc        procfs of the sandbox's pid namespace
@@ -56,9 +58,11 @@ struct MountPlan {
   std::string Describe(size_t index) const;  // "bind /host/code -> /var/task" (for errors)
 };
 
-// What the host offers to every sandbox, inspected once per factory (stat of /etc entries etc.).
-struct HostRootTemplate {
-  std::vector<std::string> top_dirs;  // e.g. "usr": bound read-only at /<name>
+// What a root file system (the host's, or a mounted runtime image) offers to sandboxes, inspected
+// once per root (stat of /etc entries etc.).
+struct RootTemplate {
+  std::string source;  // host directory of the root file system; "" = the host's /
+  std::vector<std::string> top_dirs;  // e.g. "usr", "var/runtime": bound read-only at /<name>
   std::vector<std::pair<std::string, std::string>> top_symlinks;  // {name, target}: bin -> usr/bin
   struct EtcEntry {
     std::string name;
@@ -66,7 +70,7 @@ struct HostRootTemplate {
     std::string symlink_target;  // non-empty: recreate as a symlink
   };
   std::vector<EtcEntry> etc;
-  static HostRootTemplate Probe();
+  static RootTemplate Probe(const std::string& source = "");
 };
 
 // The sandbox user (Lambda's sbx_user1051).
@@ -75,7 +79,7 @@ constexpr unsigned kSandboxGid = 993;
 
 // Builds the plan for one sandbox, mounting the new root at root_dir (an existing, empty host
 // directory that every sandbox may share: each mounts over it in its own mount namespace).
-Result<MountPlan> BuildMountPlan(const HostRootTemplate& host, const SandboxSpec& spec,
+Result<MountPlan> BuildMountPlan(const RootTemplate& rootfs, const SandboxSpec& spec,
                                  const std::string& root_dir);
 
 // Child side, async-signal-safe. Runs ops in order; returns 0, or an errno with *failed_op set.
