@@ -19,6 +19,7 @@ can be tested; $KINDLINGD overrides the daemon binary alone.
 Every wait is bounded: pytest has no timeout plugin here.
 """
 
+import atexit
 import base64
 import contextlib
 import glob
@@ -48,6 +49,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD_DIR = os.path.abspath(os.environ.get("KINDLING_BUILD_DIR") or os.path.join(REPO, "build"))
 BUILD_BIN = os.path.join(BUILD_DIR, "src", "bin")
 KINDLINGD = os.environ.get("KINDLINGD", os.path.join(BUILD_BIN, "kindlingd"))
+KINDLING_CHUNKD = os.path.join(BUILD_BIN, "kindling-chunkd")
+KINDLING_IMAGES = os.path.join(BUILD_BIN, "kindling-images")
 AWS_CLI = "/usr/bin/aws" if os.path.exists("/usr/bin/aws") else shutil.which("aws")
 ROLE = "arn:aws:iam::000000000000:role/lambda"
 REGION = "us-east-1"
@@ -171,6 +174,70 @@ def rss_kb(pid):
 # the daemon
 
 
+def detach_mounts_below(path):
+    """Lazily unmounts every mount at or below path (what a SIGKILLed kindlingd leaves: its
+    image file system and the erofs mounts on it), deepest first."""
+    path = os.path.realpath(path)
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == path or point.startswith(path + "/"):
+                points.append(point)
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    return points
+
+
+class ChunkServer:
+    """A kindling-chunkd on 127.0.0.1:<free port> with its own data dir."""
+
+    def __init__(self, extra_args=()):
+        self.base = make_private_tmpdir("kindling-chunkd-")
+        self.port = free_port()
+        self.log_path = os.path.join(self.base, "chunkd.log")
+        args = [KINDLING_CHUNKD, "--listen", "127.0.0.1:%d" % self.port,
+                "--data-dir", os.path.join(self.base, "data")] + list(extra_args)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        wait_for(self._answers, START_TIMEOUT, what="kindling-chunkd to answer")
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def _answers(self):
+        assert self.proc.poll() is None, "kindling-chunkd exited:\n" + open(self.log_path).read()
+        try:
+            return raw(self.url, "GET", "/metrics", timeout=2, sign=False)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+_SHARED_CHUNKD = []
+
+
+def shared_chunk_server():
+    """One chunk server for every daemon of this test run: runtime images are built from the
+    host's packages once, not once per daemon (a cluster's workers share one the same way)."""
+    if not _SHARED_CHUNKD:
+        _SHARED_CHUNKD.append(ChunkServer())
+        atexit.register(_SHARED_CHUNKD[0].stop)
+    return _SHARED_CHUNKD[0]
+
+
 class Daemon:
     """One kindlingd process. start() / stop() may be repeated on the same data dir."""
 
@@ -224,6 +291,8 @@ class Daemon:
         if self.idle_timeout is not None:
             args += ["--idle-timeout", str(self.idle_timeout)]
         args += self.extra_args
+        if not any(a in ("--chunk-server", "--chunk-listen", "--images") for a in self.extra_args):
+            args += ["--chunk-server", shared_chunk_server().url]
         log = open(self.log_path, "ab")
         env = dict(os.environ, KINDLING_E2E_CANARY=CANARY)  # must never reach a sandbox
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -289,6 +358,7 @@ class Daemon:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+        detach_mounts_below(self.data_dir)  # a killed daemon cannot unmount its images
 
     def stop(self, check=True):
         """SIGTERM, bounded wait, then (check=True) assert exit 0 and that no sandbox process or
@@ -330,6 +400,10 @@ class Daemon:
         # The instance's own cgroup dirs go too, so that runs do not accumulate them on the host.
         if self.new_instance_cgroup_dirs():
             problems.append("instance cgroup dirs left: %s" % self.new_instance_cgroup_dirs())
+        # Image mounts (the FUSE file system and the erofs mounts on it) go with the daemon.
+        mounts = detach_mounts_below(self.data_dir)
+        if mounts:
+            problems.append("mounts left: %s" % mounts)
         return problems
 
     def new_instance_cgroup_dirs(self):
