@@ -158,7 +158,8 @@ std::vector<RootfsRecipe> RuntimeRecipes(const std::string& clients) {
 
   RootfsRecipe provided{"provided", base, stops, extras};
   RootfsRecipe python{"python", base, stops, extras};
-  python.packages.insert(python.packages.end(), {"python3-minimal", "libpython3-stdlib"});
+  // Lambda's python runtimes ship the AWS SDK: `import boto3` works without bundling it.
+  python.packages.insert(python.packages.end(), {"python3-minimal", "libpython3-stdlib", "python3-boto3"});
   python.extra_files.push_back({clients + "/python/bootstrap.py", "/var/runtime/bootstrap.py"});
   RootfsRecipe node{"node", base, stops, extras};
   node.packages.push_back("nodejs");

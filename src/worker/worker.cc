@@ -161,8 +161,11 @@ Result<std::vector<std::shared_ptr<images::ImageLease>>> Worker::MountImages(con
   if (!root.ok()) return Status::Error(root.status().message());
   std::string code_name = images::CodeImageName(fn.code_digest);
   auto code = opts_.images->Acquire(code_name);
-  if (!code.ok() && code.status().code() == chunks::kChunkNotFound && opts_.publish_code &&
-      opts_.publish_code(fn.code_digest).ok())
+  // A code image the chunk server lacks, or whose copy it found corrupt (and dropped), is
+  // published again from the stored package.
+  bool lost = !code.ok() && (code.status().code() == chunks::kChunkNotFound ||
+                             code.status().code() == chunks::kChunkCorrupt);
+  if (lost && opts_.publish_code && opts_.publish_code(fn.code_digest).ok())
     code = opts_.images->Acquire(code_name);
   if (!code.ok()) return Status::Error(code.status().message());
   spec->root_fs = (*root)->path();

@@ -178,6 +178,8 @@ def test_corrupt_chunk_is_never_served(new_daemon, chunkd, packages):
     client = h.boto_client(d.endpoint)
     name = h.unique_name("img-corrupt")
     create_fn(client, name, packages["python"])
+    resp, body = invoke(client, name, {})  # the runtime image exists once a start used it
+    assert "FunctionError" not in resp, body
     names = image_names(chunkd)
     code = [n for n in names if n.startswith("code/")][0]
     runtime = [n for n in names if n.startswith("runtime/python/")][0]
