@@ -23,6 +23,9 @@ namespace {
 constexpr uint64_t kMaxResponseBytes = 64u << 20;
 // Digests per POST /v1/chunks/missing (the server accepts 200k).
 constexpr size_t kMissingBatch = 100000;
+// A pooled connection idle this long is closed rather than reused: servers close idle keep-alive
+// connections (kindling-chunkd after 60 s), and a pool of them would fail request after request.
+constexpr std::chrono::seconds kMaxIdleReuse{20};
 }  // namespace
 
 // One keep-alive connection with its own io_context, driven synchronously (run() until the one
@@ -32,6 +35,7 @@ struct ChunkClient::Connection {
   beast::tcp_stream stream{io};
   beast::flat_buffer buffer;
   bool open = false;
+  std::chrono::steady_clock::time_point idle_since;
 
   // Runs the io_context until the operation started by `start` completes.
   template <typename Start>
@@ -66,6 +70,11 @@ ChunkClient::~ChunkClient() = default;
 
 std::unique_ptr<ChunkClient::Connection> ChunkClient::TakeIdle() {
   std::lock_guard lock(mu_);
+  // idle_ is ordered by when connections were given back: drop the stale ones at the front.
+  const auto now = std::chrono::steady_clock::now();
+  size_t stale = 0;
+  while (stale < idle_.size() && now - idle_[stale]->idle_since > kMaxIdleReuse) ++stale;
+  idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(stale));
   if (idle_.empty()) return nullptr;
   auto c = std::move(idle_.back());
   idle_.pop_back();
@@ -73,6 +82,7 @@ std::unique_ptr<ChunkClient::Connection> ChunkClient::TakeIdle() {
 }
 
 void ChunkClient::GiveBack(std::unique_ptr<Connection> c) {
+  c->idle_since = std::chrono::steady_clock::now();
   std::lock_guard lock(mu_);
   if (idle_.size() < 64) idle_.push_back(std::move(c));
 }
@@ -96,9 +106,9 @@ Result<ChunkClient::Response> ChunkClient::Call(const std::string& method, const
       backoff *= 2;
     }
     // A pooled connection may have been closed by the server while idle: if it fails, try once
-    // more on a fresh one before counting the attempt.
+    // more on a new connection (not another pooled one) before counting the attempt.
     for (int fresh_retry = 0; fresh_retry < 2; ++fresh_retry) {
-      std::unique_ptr<Connection> conn = TakeIdle();
+      std::unique_ptr<Connection> conn = fresh_retry == 0 ? TakeIdle() : nullptr;
       bool reused = conn != nullptr;
       if (!conn) conn = std::make_unique<Connection>();
       boost::system::error_code ec;

@@ -390,3 +390,31 @@ TEST(KindlingChunkd, LoopbackOnlyUnlessAllowedAndStopsOnSigterm) {
 #endif
 
 }  // namespace kindling::chunks
+
+namespace kindling::chunks {
+namespace {
+
+// Regression: a client whose pool held several connections the server had closed while idle
+// failed with "end of stream (after 3 attempts)", because each retry took another dead pooled
+// connection.
+TEST(ChunkClient, PoolOfConnectionsClosedByTheServerIsNotFatal) {
+  ChunkServerOptions so;
+  so.limits.idle_timeout = std::chrono::milliseconds(200);
+  testing::TestServer server(so);
+  std::string data = testing::RandomChunk(1000, 7);
+  ChunkClient client(ChunkClientOptions{server.url()});
+  ASSERT_TRUE(client.Put(Sha256Of(data), data).ok());
+  std::vector<std::future<Result<std::string>>> burst;  // fills the pool with 12 connections
+  for (int i = 0; i < 12; ++i)
+    burst.push_back(std::async(std::launch::async, [&] { return client.Fetch(Sha256Of(data)); }));
+  for (auto& f : burst) ASSERT_TRUE(f.get().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the server closes them all
+  for (int i = 0; i < 3; ++i) {
+    auto got = client.Fetch(Sha256Of(data));
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    EXPECT_EQ(*got, data);
+  }
+}
+
+}  // namespace
+}  // namespace kindling::chunks
