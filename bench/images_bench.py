@@ -57,18 +57,13 @@ def dedup(*sets):
 
 
 def read_at_start(chunkd, name):
+    """(bytes the image's start recording reads, image size)."""
     m = manifest(chunkd, name)
-    status, _, body = h.raw(chunkd.url, "GET", "/v1/images/%s" % name, sign=False)
-    image_id = None
-    status, headers, _ = h.raw(chunkd.url, "GET", "/v1/images/" + name, sign=False)
-    for k, v in headers:
-        if k.lower() == "x-kindling-image-id":
-            image_id = v
-    status, _, rec = h.raw(chunkd.url, "GET", "/v1/recordings/start/" + image_id, sign=False)
+    _, headers, _ = h.raw(chunkd.url, "GET", "/v1/images/" + name, sign=False)
+    status, _, rec = h.raw(chunkd.url, "GET", "/v1/recordings/start/" + headers["x-kindling-image-id"], sign=False)
     if status != 200:
         return 0, m["size"]
-    idx = json.loads(rec)["chunks"]
-    return sum(m["chunks"][i][1] for i in idx), m["size"]
+    return sum(m["chunks"][i][1] for i in json.loads(rec)["chunks"]), m["size"]
 
 
 def cold_start_ms(daemon, fn, mode, empty_cache):
@@ -121,6 +116,8 @@ def main():
                     for trial in range(args.trials):
                         ms, fetched = cold_start_ms(daemon, name, mode, empty_cache=True)
                         results.setdefault((latency, family, mode), []).append((ms, fetched))
+                        print("latency %d ms %s %s: %.1f ms, %.1f MiB fetched" % (latency, family, mode, ms, fetched / 2**20),
+                              file=sys.stderr, flush=True)
                 for trial in range(args.trials):
                     ms, fetched = cold_start_ms(daemon, name, "prefetch", empty_cache=False)
                     results.setdefault((latency, family, "warm cache"), []).append((ms, fetched))

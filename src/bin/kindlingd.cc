@@ -313,7 +313,9 @@ int main(int argc, char** argv) {
       copts.port = atoi(chunk_listen.substr(c + 1).c_str());
       if (!IsLoopbackHost(copts.host)) return Fail("--chunk-listen must be a loopback address (the chunk server has no authentication)");
       auto chunk_port = embedded_chunkd.Start(copts);
-      if (!chunk_port.ok()) return Fail("chunk server: " + chunk_port.status().message());
+      if (!chunk_port.ok())
+        return Fail("embedded chunk server on " + chunk_listen + ": " + chunk_port.status().message() +
+                    " (another kindlingd on this host? pass --chunk-listen 127.0.0.1:0, or --chunk-server URL)");
       chunk_server_url = "http://" + copts.host + ":" + std::to_string(*chunk_port);
     }
     chunks::ChunkClientOptions client_opts;

@@ -226,3 +226,29 @@ def test_hostile_image_is_rejected(new_daemon, chunkd, packages):
         invoke(client, name, {})
     assert "erofs" in str(err.value), err.value
     assert d.alive()
+
+
+def test_images_off_runs_on_the_hosts_usr(new_daemon, packages):
+    """--images off (hosts without FUSE): sandboxes bind the host's /usr, code is a plain directory."""
+    d = new_daemon(extra_args=["--images", "off"])
+    client = h.boto_client(d.endpoint)
+    name = h.unique_name("img-off")
+    create_fn(client, name, runtime="python3.12", handler="probe.handler",
+              zip_bytes=h.make_zip({"probe.py": ROOT_PROBE}))
+    resp, body = invoke(client, name, {"paths": ["/usr/bin/python3", "/var/task/probe.py"]})
+    assert "FunctionError" not in resp, body
+    assert body["exists"]["/usr/bin/python3"] and body["exists"]["/var/task/probe.py"]
+    assert "erofs" not in (body["mounts"].get("/usr"), body["mounts"].get("/var/task"))
+    assert "kindling_image_mounts_total" not in d.metrics()
+
+
+def test_embedded_chunk_server(new_daemon, packages):
+    """kindlingd's default: a chunk server inside it, with its store under the data dir."""
+    d = new_daemon(extra_args=["--chunk-listen", "127.0.0.1:0"])
+    client = h.boto_client(d.endpoint)
+    name = h.unique_name("img-embedded")
+    create_fn(client, name, packages["provided"])
+    resp, body = invoke(client, name, {})
+    assert "FunctionError" not in resp, body
+    assert glob.glob(os.path.join(d.data_dir, "chunkd", "chunks", "*", "*"))
+    assert "images from chunk server http://127.0.0.1:" in d.log()
