@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
   std::string images_mode = "on", image_loading = "prefetch", chunk_server_url, chunk_listen = "127.0.0.1:9300";
   uint64_t chunk_cache_mb = 2048;
   uint32_t chunk_fetch_parallelism = 8;
+  int image_readahead_kb = 32;
   app.add_option("--images", images_mode,
                  "Run sandboxes on runtime and code images loaded lazily from the chunk server (off: "
                  "on the host's /usr and plain code directories)")
@@ -218,6 +219,8 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-cache-mb", chunk_cache_mb, "Size of the worker's on-disk chunk cache")->capture_default_str();
   app.add_option("--chunk-fetch-parallelism", chunk_fetch_parallelism,
                  "Chunk fetches in flight at most")->capture_default_str();
+  app.add_option("--image-readahead-kb", image_readahead_kb,
+                 "Readahead of image mounts in KiB: what a start reads ahead is recorded and laid out with it (-1: the kernel's 128)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   size_t colon = listen.rfind(':');
@@ -331,6 +334,11 @@ int main(int argc, char** argv) {
     images::ImageMounterOptions mopts;
     mopts.dir = data_dir + "/images";
     mopts.loading = images::ParseImageLoading(image_loading).value();
+    mopts.readahead_kb = image_readahead_kb;
+    // The first recorded start of a runtime image lays it out for starts (see start_layout.h).
+    mopts.lay_out = [&publisher](const std::string& name, std::vector<uint32_t> blocks) {
+      if (publisher && name.rfind("runtime/", 0) == 0) publisher->LayOutForStartLater(name, std::move(blocks));
+    };
     auto started = images::ImageMounter::Start(mopts, chunk_client, chunk_cache);
     if (!started.ok()) return Fail("images: " + started.status().message());
     mounter = std::move(started).value();
@@ -392,7 +400,11 @@ int main(int argc, char** argv) {
   });
   if (auto provisioned = registry.store().ListProvisioned(""); provisioned.ok())
     for (const auto& p : *provisioned) assignment.SetProvisioned(p.function, p.qualifier, p.requested);
-  LambdaApiOptions api_opts{arn, wopts.code_root, verifier.get(), /*metrics_unauthenticated=*/loopback};
+  LambdaApiOptions api_opts;
+  api_opts.arn = arn;
+  api_opts.code_root = wopts.code_root;
+  api_opts.auth = verifier.get();
+  api_opts.metrics_unauthenticated = loopback;
   if (publisher)
     api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
       return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();

@@ -1,9 +1,11 @@
 #include "images/image_mounter.h"
 
+#include <dirent.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <set>
 
 #include "common/files.h"
@@ -26,6 +28,8 @@ struct MountedImage {
   int leases = 0;
   Clock::time_point released{};       // when leases last dropped to 0
   std::vector<uint32_t> recording;    // the stored start recording, as read at mount time
+  std::vector<uint32_t> recorded_blocks;  // its file blocks
+  bool laid_out = false;              // stored with a start layout
   bool recording_done = false;
 };
 
@@ -33,17 +37,36 @@ namespace {
 
 std::string RecordingName(const Digest& id) { return "start/" + id.Hex(); }
 
-// {"image":"<id hex>","chunks":[index,...]} -> indexes; anything malformed or out of range is
-// ignored (a recording only ever speeds a start up).
-std::vector<uint32_t> ParseRecording(const std::string& text, const Manifest& m) {
+// One list of a recording {"image":"<id hex>","chunks":[stored chunk index,...],"blocks":[file
+// block,...]}: indexes below limit, first occurrences; anything malformed is ignored (a recording
+// only ever speeds a start up).
+std::vector<uint32_t> RecordingList(const nlohmann::json& doc, const char* key, uint64_t limit) {
   std::vector<uint32_t> out;
-  auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (!doc.is_object() || !doc.contains("chunks") || !doc["chunks"].is_array()) return out;
+  if (!doc.is_object() || !doc.contains(key) || !doc[key].is_array()) return out;
   std::set<uint32_t> seen;
-  for (const auto& v : doc["chunks"]) {
+  for (const auto& v : doc[key]) {
     if (!v.is_number_unsigned()) continue;
     uint64_t i = v.get<uint64_t>();
-    if (i < m.chunks.size() && seen.insert(static_cast<uint32_t>(i)).second) out.push_back(static_cast<uint32_t>(i));
+    if (i < limit && seen.insert(static_cast<uint32_t>(i)).second) out.push_back(static_cast<uint32_t>(i));
+  }
+  return out;
+}
+
+// a followed by what of b it lacks.
+std::vector<uint32_t> Merged(std::vector<uint32_t> a, const std::vector<uint32_t>& b) {
+  std::set<uint32_t> have(a.begin(), a.end());
+  for (uint32_t i : b)
+    if (have.insert(i).second) a.push_back(i);
+  return a;
+}
+
+// The erofs instances mounted now (/sys/fs/erofs/<name>; each has a backing device of that name).
+std::set<std::string> ErofsInstances() {
+  std::set<std::string> out;
+  if (DIR* dir = opendir("/sys/fs/erofs")) {
+    while (dirent* e = readdir(dir))
+      if (strncmp(e->d_name, "erofs-", 6) == 0) out.insert(e->d_name);
+    closedir(dir);
   }
   return out;
 }
@@ -161,10 +184,13 @@ Status ImageMounter::MountNew(MountedImage& image) {
 
   if (opts_.loading == ImageLoading::kEager) {
     if (Status s = cache_->FetchAll(image.manifest); !s.ok()) return fail(s);
-  } else if (opts_.loading == ImageLoading::kPrefetch) {
-    auto recording = remote_->GetRecording(RecordingName(image.id));
-    if (recording.ok()) {
-      image.recording = ParseRecording(*recording, image.manifest);
+  }
+  // The stored recording: what this start adds is merged into it, and prefetch follows it.
+  if (auto recording = remote_->GetRecording(RecordingName(image.id)); recording.ok()) {
+    auto doc = nlohmann::json::parse(*recording, nullptr, false);
+    image.recording = RecordingList(doc, "chunks", image.manifest.chunks.size());
+    image.recorded_blocks = RecordingList(doc, "blocks", image.manifest.size / kLayoutBlock + 1);
+    if (opts_.loading == ImageLoading::kPrefetch) {
       std::vector<ChunkRef> refs;
       for (uint32_t i : image.recording) refs.push_back(image.manifest.chunks[i]);
       cache_->Prefetch(std::move(refs));
@@ -173,17 +199,35 @@ Status ImageMounter::MountNew(MountedImage& image) {
     }
   }
 
-  std::string file = fs_->Add(image.manifest);
   // A hostile or truncated image fails here, before the kernel parses any of it.
   auto head = cache_->Get(image.manifest.chunks[0]);
   if (!head.ok()) return fail(head.status());
-  if (Status s = CheckErofsSuperblock(**head, image.manifest.size); !s.ok()) return fail(s);
+  StartLayout layout;
+  std::string superblock = **head;
+  if (HasLayoutHeader(**head)) {
+    auto parsed = ParseLayoutHeader(**head, image.manifest.size);
+    if (!parsed.ok()) return fail(parsed.status());
+    layout = std::move(parsed).value();
+    uint64_t at = layout.header_bytes + uint64_t(layout.stored_block_of[0]) * kLayoutBlock;
+    auto block0 = cache_->Get(image.manifest.chunks[at / chunks::kChunkSize]);
+    if (!block0.ok()) return fail(block0.status());
+    superblock = (*block0)->substr(at % chunks::kChunkSize, kLayoutBlock);
+    image.laid_out = true;
+  }
+  const uint64_t file_size = image.manifest.size - layout.header_bytes;
+  if (Status s = CheckErofsSuperblock(superblock, file_size); !s.ok()) return fail(s);
+  std::string file = fs_->Add(image.manifest, std::move(layout));
   if (Status s = MakeDirs(image.path, 0755); !s.ok()) return fail(s);
+  std::lock_guard mount_lock(mount_mu_);
+  std::set<std::string> before = ErofsInstances();
   if (mount(file.c_str(), image.path.c_str(), "erofs", MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
     Status s = Status::Errno("mount erofs " + file);
     std::string why = fs_->LastError(image.id);
     return fail(why.empty() ? s : Status::Error(s.message() + " (" + why + ")"));
   }
+  if (opts_.readahead_kb >= 0)
+    for (const std::string& name : ErofsInstances())
+      if (!before.count(name)) WriteFile("/sys/class/bdi/" + name + "/read_ahead_kb", std::to_string(opts_.readahead_kb));
   return Status::Ok();
 }
 
@@ -218,23 +262,25 @@ void ImageMounter::Sweep(std::chrono::seconds keep_unused) {
 void ImageMounter::StartFinished(const ImageLease& lease) {
   if (!lease.mounted_it()) return;
   MountedImage& image = *lease.image_;
-  std::vector<uint32_t> merged;
+  std::vector<uint32_t> chunks, blocks;
   {
     std::lock_guard lock(mu_);
     if (image.recording_done) return;
     image.recording_done = true;
-    merged = image.recording;
+    chunks = image.recording;
+    blocks = image.recorded_blocks;
   }
-  std::set<uint32_t> have(merged.begin(), merged.end());
-  size_t before = merged.size();
-  for (uint32_t i : fs_->FirstReads(image.id))
-    if (have.insert(i).second) merged.push_back(i);
-  if (merged.size() == before) return;  // nothing new: the stored recording stays current
-  nlohmann::json doc = {{"image", image.id.Hex()}, {"chunks", merged}};
+  size_t before = chunks.size() + blocks.size();
+  chunks = Merged(std::move(chunks), fs_->FirstReads(image.id));
+  blocks = Merged(std::move(blocks), fs_->FirstReadBlocks(image.id));
+  if (chunks.size() + blocks.size() == before) return;  // nothing new: the recording stays current
+  nlohmann::json doc = {{"image", image.id.Hex()}, {"chunks", chunks}, {"blocks", blocks}};
   if (remote_->PutRecording(RecordingName(image.id), doc.dump()).ok()) {
     std::lock_guard lock(mu_);
     ++stats_.recordings_written;
   }
+  if (!image.laid_out && opts_.lay_out && image.manifest.chunks.size() >= kLayoutMinChunks)
+    opts_.lay_out(image.name, std::move(blocks));
 }
 
 std::string ImageMounter::LastError(const ImageLease& lease) const { return fs_->LastError(lease.id()); }

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,8 @@
 namespace kindling::images {
 
 enum class ImageLoading { kEager, kLazy, kPrefetch };
+// Images smaller than this are not worth a start layout (a code package is usually one chunk).
+constexpr size_t kLayoutMinChunks = 8;
 Result<ImageLoading> ParseImageLoading(const std::string& name);  // "eager" | "lazy" | "prefetch"
 
 struct ImageMounterOptions {
@@ -40,6 +43,12 @@ struct ImageMounterOptions {
   ImageLoading loading = ImageLoading::kPrefetch;
   // An unused image stays mounted this long (its page cache keeps later cold starts fast).
   std::chrono::seconds keep_unused{600};
+  // Readahead of each erofs mount, in KiB (the read_ahead_kb of its backing device; < 0: the
+  // kernel's default). What a start reads ahead is recorded with it and laid out with it.
+  int readahead_kb = -1;
+  // Called (from StartFinished) with the blocks the first recorded start of an image without a
+  // start layout read, for images of at least kLayoutMinChunks chunks: see ImagePublisher.
+  std::function<void(const std::string& name, std::vector<uint32_t> first_read_blocks)> lay_out;
 };
 
 struct MountedImage;
@@ -103,6 +112,7 @@ class ImageMounter {
   std::unique_ptr<LazyImageFs> fs_;
   mutable std::mutex mu_;
   std::condition_variable mounted_;  // a mount in progress finished
+  std::mutex mount_mu_;              // one mount(2) at a time: the new erofs instance is ours
   std::map<std::string, std::shared_ptr<MountedImage>> images_;  // by name
   ImageMounterStats stats_;
 };

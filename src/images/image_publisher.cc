@@ -7,6 +7,9 @@
 #include "common/ids.h"
 #include "images/erofs.h"
 #include "images/package_rootfs.h"
+#include "images/start_layout.h"
+
+#include <nlohmann/json.hpp>
 
 namespace kindling::images {
 namespace {
@@ -69,6 +72,59 @@ Result<chunks::Manifest> ImagePublisher::PublishTree(const std::string& dir, con
 }
 
 Status ImagePublisher::Unpublish(const std::string& name) { return remote_->DeleteImage(name); }
+
+ImagePublisher::~ImagePublisher() {
+  std::lock_guard lock(mu_);
+  layouts_.clear();  // joins
+}
+
+void ImagePublisher::LayOutForStartLater(std::string name, std::vector<uint32_t> first_read_blocks) {
+  std::lock_guard lock(mu_);
+  layouts_.emplace_back([this, name = std::move(name), blocks = std::move(first_read_blocks)] {
+    Status s = LayOutForStart(name, blocks);
+    if (!s.ok()) fprintf(stderr, "kindlingd: start layout of image %s: %s\n", name.c_str(), s.message().c_str());
+  });
+}
+
+Status ImagePublisher::LayOutForStart(const std::string& name, const std::vector<uint32_t>& first_read_blocks) {
+  std::lock_guard lock(layout_mu_);
+  auto plain = remote_->GetImage(name);
+  if (!plain.ok()) return plain.status();
+  std::string image;
+  image.reserve(plain->size);
+  for (const auto& c : plain->chunks) {
+    auto data = remote_->Fetch(c.digest);
+    if (!data.ok()) return data.status();
+    if (image.empty() && HasLayoutHeader(*data)) return Status::Ok();  // laid out already
+    image += *data;
+  }
+  uint32_t hot = 0;
+  auto stored = images::LayOutForStart(image, first_read_blocks, &hot);
+  if (!stored.ok()) return stored.status();
+  auto layout = ParseLayoutHeader(*stored, stored->size());
+  if (!layout.ok()) return layout.status();
+  chunks::Manifest m;
+  m.size = stored->size();
+  std::map<chunks::Digest, uint64_t> offset_of;
+  for (uint64_t at = 0; at < stored->size(); at += chunks::kChunkSize) {
+    std::string_view piece(stored->data() + at, std::min<uint64_t>(chunks::kChunkSize, stored->size() - at));
+    m.chunks.push_back({chunks::Sha256Of(piece), static_cast<uint32_t>(piece.size())});
+    offset_of.emplace(m.chunks.back().digest, at);
+  }
+  Status s = remote_->Upload(m, [&](const chunks::ChunkRef& ref) -> Result<std::string> {
+    auto it = offset_of.find(ref.digest);
+    if (it == offset_of.end()) return Status::Error("chunk " + ref.digest.Hex() + " is not in the image");
+    return stored->substr(it->second, ref.size);
+  });
+  if (!s.ok()) return s;
+  // What a start reads is now the header and the hot blocks: the first chunks, in order.
+  uint64_t hot_end = layout->header_bytes + uint64_t(hot) * kLayoutBlock;
+  std::vector<uint32_t> recorded;
+  for (uint64_t i = 0; i * chunks::kChunkSize < hot_end && i < m.chunks.size(); ++i) recorded.push_back(static_cast<uint32_t>(i));
+  nlohmann::json doc = {{"image", m.Id().Hex()}, {"chunks", recorded}, {"blocks", first_read_blocks}};
+  if (Status put = remote_->PutRecording("start/" + m.Id().Hex(), doc.dump()); !put.ok()) return put;
+  return remote_->PutImage(name, m);
+}
 
 Result<std::string> ImagePublisher::RuntimeImage(const std::string& family) {
   std::lock_guard lock(mu_);

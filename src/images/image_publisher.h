@@ -13,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "chunks/chunk_client.h"
 #include "chunks/manifest.h"
@@ -36,12 +38,23 @@ class ImagePublisher {
   // packages and published first if the chunk server does not have it yet.
   Result<std::string> RuntimeImage(const std::string& family);
 
+  // Stores the image under name again with a start layout (start_layout.h): the blocks its first
+  // recorded start read (first_read_blocks, in order) first, and a start recording naming the
+  // chunks that hold them. Skipped for an image that has a layout already. Workers that mount the
+  // name afterwards get the laid-out image. Blocking (reads the whole image).
+  Status LayOutForStart(const std::string& name, const std::vector<uint32_t>& first_read_blocks);
+  // The same on a background thread of the publisher (joined by its destructor).
+  void LayOutForStartLater(std::string name, std::vector<uint32_t> first_read_blocks);
+  ~ImagePublisher();
+
  private:
   std::string work_dir_;
   std::shared_ptr<chunks::ChunkClient> remote_;
   std::string clients_dir_;
   std::mutex mu_;                               // one runtime build at a time
   std::map<std::string, std::string> runtime_names_;  // family -> published name
+  std::mutex layout_mu_;                        // one layout at a time
+  std::vector<std::jthread> layouts_;           // LayOutForStartLater's threads
 };
 
 }  // namespace kindling::images

@@ -221,3 +221,78 @@ TEST_F(LazyImageFsTest, RemovedImagesDisappear) {
 
 }  // namespace
 }  // namespace kindling::images
+
+namespace kindling::images {
+namespace {
+
+TEST(StartLayoutTest, LaysOutHotBlocksFirstAndParsesBack) {
+  std::string image = RandomBytes(64 * kLayoutBlock, 11);
+  uint32_t hot = 0;
+  auto stored = LayOutForStart(image, {40, 3, 40, 999, 7}, &hot);
+  ASSERT_TRUE(stored.ok()) << stored.status().message();
+  EXPECT_EQ(hot, 3u) << "duplicates and out-of-range blocks are ignored";
+  auto layout = ParseLayoutHeader(*stored, stored->size());
+  ASSERT_TRUE(layout.ok()) << layout.status().message();
+  EXPECT_EQ(layout->hot_blocks, 3u);
+  EXPECT_EQ(layout->stored_block_of[40], 0u);
+  EXPECT_EQ(layout->stored_block_of[3], 1u);
+  EXPECT_EQ(layout->stored_block_of[7], 2u);
+  for (uint32_t b = 0; b < 64; ++b)
+    EXPECT_EQ(stored->substr(layout->header_bytes + uint64_t(layout->stored_block_of[b]) * kLayoutBlock, kLayoutBlock),
+              image.substr(uint64_t(b) * kLayoutBlock, kLayoutBlock));
+  EXPECT_FALSE(HasLayoutHeader(std::string(4096, '\0'))) << "a plain erofs image starts with zeros";
+}
+
+TEST(StartLayoutTest, HostileHeadersAreRejected) {
+  std::string image = RandomBytes(16 * kLayoutBlock, 12);
+  uint32_t hot = 0;
+  std::string stored = LayOutForStart(image, {1, 2}, &hot).value();
+  EXPECT_FALSE(ParseLayoutHeader(stored, stored.size() - 1).ok()) << "size mismatch";
+  EXPECT_FALSE(ParseLayoutHeader(stored.substr(0, 30), stored.size()).ok()) << "truncated map";
+  std::string dup = stored;
+  memcpy(dup.data() + 24, dup.data() + 28, 4);  // two blocks at one stored place
+  EXPECT_FALSE(ParseLayoutHeader(dup, dup.size()).ok());
+  std::string big = stored;
+  big[16] = static_cast<char>(0xff);  // block count
+  EXPECT_FALSE(ParseLayoutHeader(big, big.size()).ok());
+  std::string hot_over = stored;
+  hot_over[20] = 100;  // more hot blocks than blocks
+  EXPECT_FALSE(ParseLayoutHeader(hot_over, hot_over.size()).ok());
+  EXPECT_FALSE(LayOutForStart(image.substr(1), {}, &hot).ok()) << "not whole blocks";
+}
+
+// A laid-out image reads back exactly as the plain one, and a start that reads what was recorded
+// touches only the first chunks.
+TEST_F(LazyImageFsTest, LaidOutImageReadsTheSameAndKeepsTheStartTogether) {
+  std::string plain = Slurp(root_ + "/image.erofs");
+  std::string file = fs_->Add(manifest_);
+  ASSERT_EQ(mount(file.c_str(), (root_ + "/mnt").c_str(), "erofs", MS_RDONLY, nullptr), 0) << strerror(errno);
+  EXPECT_EQ(Slurp(root_ + "/mnt/hello.txt"), expected_hello_);
+  EXPECT_EQ(Slurp(root_ + "/mnt/lib/big3"), expected_big3_);
+  auto blocks = fs_->FirstReadBlocks(manifest_.Id());
+  ASSERT_FALSE(blocks.empty());
+  ASSERT_EQ(umount2((root_ + "/mnt").c_str(), 0), 0);
+
+  uint32_t hot = 0;
+  std::string stored = LayOutForStart(plain, blocks, &hot).value();
+  Write(root_ + "/stored", stored);
+  auto m = chunks::ChunkFile(root_ + "/stored", sink_);
+  ASSERT_TRUE(m.ok());
+  auto layout = ParseLayoutHeader(stored, stored.size());
+  ASSERT_TRUE(layout.ok());
+  uint64_t hot_end = layout->header_bytes + uint64_t(hot) * kLayoutBlock;
+  std::string laid = fs_->Add(*m, *layout);
+  struct stat st;
+  ASSERT_EQ(stat(laid.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), plain.size()) << "the file shows the plain image";
+  EXPECT_EQ(Slurp(laid), plain);
+  fs_->Remove(m->Id());
+  laid = fs_->Add(*m, *layout);  // fresh statistics
+  ASSERT_EQ(mount(laid.c_str(), (root_ + "/mnt").c_str(), "erofs", MS_RDONLY, nullptr), 0) << strerror(errno);
+  EXPECT_EQ(Slurp(root_ + "/mnt/hello.txt"), expected_hello_);
+  EXPECT_EQ(Slurp(root_ + "/mnt/lib/big3"), expected_big3_);
+  for (uint32_t c : fs_->FirstReads(m->Id())) EXPECT_LT(uint64_t(c) * chunks::kChunkSize, hot_end) << c;
+}
+
+}  // namespace
+}  // namespace kindling::images

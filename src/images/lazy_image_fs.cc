@@ -23,9 +23,13 @@ struct LazyImageFs::Image {
   Digest id;
   std::string name;  // id hex: the file name
   Manifest manifest;
+  StartLayout layout;
+  uint64_t size = 0;             // the file's size: the manifest's minus the layout header
   mutable std::mutex mu;
   std::vector<bool> touched;     // per chunk: read at least once
   std::vector<uint32_t> order;   // chunk indexes in first-read order
+  std::vector<bool> block_touched;    // per file block
+  std::vector<uint32_t> block_order;  // file blocks in first-read order
   ImageReadStats stats;
   std::string last_error;
 };
@@ -43,9 +47,9 @@ void FillAttr(uint64_t inode, const LazyImageFs::Image* img, struct stat* st) {
   } else {
     st->st_mode = S_IFREG | 0444;
     st->st_nlink = 1;
-    st->st_size = static_cast<off_t>(img->manifest.size);
+    st->st_size = static_cast<off_t>(img->size);
     st->st_blksize = 4096;
-    st->st_blocks = static_cast<blkcnt_t>((img->manifest.size + 511) / 512);
+    st->st_blocks = static_cast<blkcnt_t>((img->size + 511) / 512);
   }
 }
 
@@ -121,46 +125,64 @@ struct FsCallbacks {
   static void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
     LazyImageFs* fs = Fs(req);
     LazyImageFs::Image& img = **reinterpret_cast<std::shared_ptr<LazyImageFs::Image>*>(fi->fh);
-    const uint64_t total = img.manifest.size;
-    if (off < 0 || static_cast<uint64_t>(off) >= total || size == 0) {
+    if (off < 0 || static_cast<uint64_t>(off) >= img.size || size == 0) {
       fuse_reply_buf(req, nullptr, 0);
       return;
     }
     const uint64_t begin = static_cast<uint64_t>(off);
-    const uint64_t end = std::min<uint64_t>(total, begin + size);
+    const uint64_t end = std::min<uint64_t>(img.size, begin + size);
+    const std::vector<uint32_t>& map = img.layout.stored_block_of;
     std::vector<std::shared_ptr<const std::string>> held;
     std::vector<struct iovec> iov;
-    for (uint64_t index = begin / kChunkSize; index * kChunkSize < end; ++index) {
+    uint64_t held_index = UINT64_MAX;  // the chunk held.back() is
+    // Piece by piece: within one file block (a laid-out image moves blocks) and one stored chunk.
+    for (uint64_t pos = begin; pos < end;) {
+      const uint64_t block = pos / kLayoutBlock;
+      uint64_t stored = pos, piece = end - pos;
+      if (!map.empty()) {
+        stored = img.layout.header_bytes + uint64_t(map[block]) * kLayoutBlock + pos % kLayoutBlock;
+        piece = std::min(piece, kLayoutBlock - pos % kLayoutBlock);
+      }
+      const uint64_t index = stored / kChunkSize;
+      piece = std::min(piece, (index + 1) * kChunkSize - stored);
       const chunks::ChunkRef& ref = img.manifest.chunks[index];
-      auto data = fs->reader_(ref);
-      if (data.ok() && (*data)->size() != ref.size)
-        data = Status::Error("chunk " + ref.digest.Hex() + " has the wrong size");
-      {
+      if (index != held_index) {
+        auto data = fs->reader_(ref);
+        if (data.ok() && (*data)->size() != ref.size)
+          data = Status::Error("chunk " + ref.digest.Hex() + " has the wrong size");
         std::lock_guard lock(img.mu);
         if (!data.ok()) {
           ++img.stats.errors;
           img.last_error = data.status().message();
-        } else if (!img.touched[index]) {
+          fuse_reply_err(req, EIO);
+          return;
+        }
+        if (!img.touched[index]) {
           img.touched[index] = true;
           img.order.push_back(static_cast<uint32_t>(index));
           ++img.stats.chunks_touched;
           img.stats.bytes_touched += ref.size;
         }
+        held.push_back(std::move(data).value());
+        held_index = index;
       }
-      if (!data.ok()) {
+      const uint64_t from = stored - index * kChunkSize;
+      if (from + piece > held.back()->size()) {
         fuse_reply_err(req, EIO);
         return;
       }
-      const uint64_t chunk_start = index * kChunkSize;
-      const uint64_t from = std::max(begin, chunk_start) - chunk_start;
-      const uint64_t to = std::min<uint64_t>(end, chunk_start + ref.size) - chunk_start;
-      iov.push_back({const_cast<char*>((*data)->data()) + from, to - from});
-      held.push_back(std::move(data).value());
+      iov.push_back({const_cast<char*>(held.back()->data()) + from, piece});
+      pos += piece;
     }
     {
       std::lock_guard lock(img.mu);
       ++img.stats.reads;
       img.stats.bytes_served += end - begin;
+      for (uint64_t b = begin / kLayoutBlock; b * kLayoutBlock < end; ++b)
+        if (b < img.block_touched.size() && !img.block_touched[b]) {
+          img.block_touched[b] = true;
+          img.block_order.push_back(static_cast<uint32_t>(b));
+        }
     }
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
   }
@@ -253,7 +275,7 @@ LazyImageFs::~LazyImageFs() {
   fuse_session_destroy(session_);
 }
 
-std::string LazyImageFs::Add(const Manifest& manifest) {
+std::string LazyImageFs::Add(const Manifest& manifest, StartLayout layout) {
   Digest id = manifest.Id();
   std::lock_guard lock(mu_);
   if (!inode_of_.count(id)) {
@@ -262,7 +284,10 @@ std::string LazyImageFs::Add(const Manifest& manifest) {
     img->id = id;
     img->name = id.Hex();
     img->manifest = manifest;
+    img->size = manifest.size - std::min(manifest.size, layout.header_bytes);
+    img->layout = std::move(layout);
     img->touched.assign(manifest.chunks.size(), false);
+    img->block_touched.assign((img->size + kLayoutBlock - 1) / kLayoutBlock, false);
     inode_of_[id] = img->inode;
     by_inode_[img->inode] = std::move(img);
   }
@@ -295,6 +320,13 @@ std::vector<uint32_t> LazyImageFs::FirstReads(const Digest& id) const {
   if (!img) return {};
   std::lock_guard lock(img->mu);
   return img->order;
+}
+
+std::vector<uint32_t> LazyImageFs::FirstReadBlocks(const Digest& id) const {
+  auto img = Find(id);
+  if (!img) return {};
+  std::lock_guard lock(img->mu);
+  return img->block_order;
 }
 
 ImageReadStats LazyImageFs::Stats(const Digest& id) const {

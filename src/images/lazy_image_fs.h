@@ -24,6 +24,7 @@
 
 #include "chunks/manifest.h"
 #include "common/status.h"
+#include "images/start_layout.h"
 
 struct fuse_session;
 
@@ -50,14 +51,17 @@ class LazyImageFs {
   // Unmounts and stops serving. Mounts made on top of its files must be gone (or detached) first.
   ~LazyImageFs();
 
-  // Makes the image's file appear (idempotent) and returns its path.
-  std::string Add(const chunks::Manifest& manifest);
+  // Makes the image's file appear (idempotent) and returns its path. With a start layout, the
+  // file shows the image's blocks in image order (the manifest's bytes minus the header).
+  std::string Add(const chunks::Manifest& manifest, StartLayout layout = {});
   // Makes the file disappear. Files already open (a mounted erofs) keep being served.
   void Remove(const chunks::Digest& id);
   std::string PathOf(const chunks::Digest& id) const;
 
   // Chunk indexes of the image in the order they were first read since Add.
   std::vector<uint32_t> FirstReads(const chunks::Digest& id) const;
+  // The file's 4 KiB blocks in the order they were first read since Add.
+  std::vector<uint32_t> FirstReadBlocks(const chunks::Digest& id) const;
   ImageReadStats Stats(const chunks::Digest& id) const;
   // The last chunk error of the image ("" if none).
   std::string LastError(const chunks::Digest& id) const;

@@ -50,6 +50,14 @@ def image_names(chunkd):
     return {i["name"]: i for i in json.loads(body)["images"]}
 
 
+def laid_out(chunkd, name):
+    """True once the image stored under name has a start layout (the magic of its first chunk)."""
+    status, _, manifest = h.raw(chunkd.url, "GET", "/v1/images/" + name, sign=False)
+    first = json.loads(manifest)["chunks"][0][0]
+    status, _, data = h.raw(chunkd.url, "GET", "/v1/chunks/" + first, sign=False)
+    return status == 200 and data.startswith(b"KINDLING-LAYOUT1")
+
+
 def start_daemon(new_daemon, chunkd, *extra):
     return new_daemon(extra_args=["--chunk-server", chunkd.url] + list(extra))
 
@@ -128,12 +136,19 @@ def test_cold_worker_reads_part_of_the_image_and_prefetch_follows_the_recording(
                "no start recorded" not in images_cli(chunkd, "info", runtime), 10, what="a start recording")
     assert d.metrics().get("kindling_image_recordings_written_total", 0) >= 1
 
-    # A cold worker prefetches what the recording names, then starts from its cache.
+    # The recorded start lays the runtime image out: the blocks it read first, in order.
+    h.wait_for(lambda: laid_out(chunkd, runtime), 120, interval=0.5, what="the start layout of " + runtime)
+    size = image_names(chunkd)[runtime]["size"]
+
+    # A cold worker prefetches what the recording names, then starts from its cache, reading a
+    # small part of the image.
     client = restart_with_cold_cache(d)
     resp, body = invoke(client, name, {})
     assert "FunctionError" not in resp, body
     m = d.metrics()
     assert m.get("kindling_image_prefetched_chunks_total", 0) > 0, m
+    fetched = m.get("kindling_chunk_cache_bytes_fetched_total", 0)
+    assert 0 < fetched < 0.2 * size, (fetched, size)
 
 
 def test_chunk_server_down_gives_a_clear_error_and_the_daemon_stays_up(new_daemon, packages):
