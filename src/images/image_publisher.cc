@@ -74,12 +74,12 @@ Result<chunks::Manifest> ImagePublisher::PublishTree(const std::string& dir, con
 Status ImagePublisher::Unpublish(const std::string& name) { return remote_->DeleteImage(name); }
 
 ImagePublisher::~ImagePublisher() {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(threads_mu_);
   layouts_.clear();  // joins
 }
 
 void ImagePublisher::LayOutForStartLater(std::string name, std::vector<uint32_t> first_read_blocks) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(threads_mu_);
   layouts_.emplace_back([this, name = std::move(name), blocks = std::move(first_read_blocks)] {
     Status s = LayOutForStart(name, blocks);
     if (!s.ok()) fprintf(stderr, "kindlingd: start layout of image %s: %s\n", name.c_str(), s.message().c_str());

@@ -54,6 +54,7 @@ class ImagePublisher {
   std::mutex mu_;                               // one runtime build at a time
   std::map<std::string, std::string> runtime_names_;  // family -> published name
   std::mutex layout_mu_;                        // one layout at a time
+  std::mutex threads_mu_;
   std::vector<std::jthread> layouts_;           // LayOutForStartLater's threads
 };
 

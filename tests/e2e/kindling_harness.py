@@ -13,7 +13,8 @@ What lives here (conftest.py turns it into fixtures):
                   botocore's SigV4Auth and the endpoint's keys unless sign=False.
 
 Binaries come from $KINDLING_BUILD_DIR (default <repo>/build), so another build (e.g. build-asan)
-can be tested; $KINDLINGD overrides the daemon binary alone.
+can be tested; $KINDLINGD overrides the daemon binary alone, and $KINDLINGD_ARGS adds arguments to
+every daemon (scripts/sanitizers.sh passes the normal build's kindling-init with --init).
   make_zip()      zips built in memory; function sources for python, node and provided (C).
 
 Every wait is bounded: pytest has no timeout plugin here.
@@ -291,6 +292,7 @@ class Daemon:
         if self.idle_timeout is not None:
             args += ["--idle-timeout", str(self.idle_timeout)]
         args += self.extra_args
+        args += os.environ.get("KINDLINGD_ARGS", "").split()  # e.g. the sanitizer run's --init
         if not any(a in ("--chunk-server", "--chunk-listen", "--images") for a in self.extra_args):
             args += ["--chunk-server", shared_chunk_server().url]
         log = open(self.log_path, "ab")
