@@ -33,7 +33,7 @@ e2e_rc=0
 if [[ ${SAN_E2E:-0} != 0 ]]; then
   # Leak reports at kindlingd's exit are real findings; the daemon is stopped with SIGTERM.
   [[ -x build/src/bin/kindling-init ]] || bash scripts/build.sh >/dev/null || { echo "sanitizers: build failed"; exit 1; }
-  KINDLING_BUILD_DIR=$(cd "$BUILD" && pwd) KINDLINGD_ARGS="--init $(pwd)/build/src/bin/kindling-init" \
+  KINDLING_SANITIZED=1 KINDLING_BUILD_DIR=$(cd "$BUILD" && pwd) KINDLINGD_ARGS="--init $(pwd)/build/src/bin/kindling-init" \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e || e2e_rc=$?
 fi
 echo "sanitizers: ctest exit $ctest_rc, e2e exit $e2e_rc"

@@ -113,18 +113,37 @@ struct FsCallbacks {
     // hold every byte twice.
     fi->direct_io = 1;
     fi->keep_cache = 0;
-    fi->fh = reinterpret_cast<uint64_t>(new std::shared_ptr<LazyImageFs::Image>(std::move(img)));
+    LazyImageFs* fs = Fs(req);
+    {
+      std::lock_guard lock(fs->mu_);
+      fi->fh = fs->next_handle_++;
+      fs->open_files_[fi->fh] = std::move(img);
+    }
     fuse_reply_open(req, fi);
   }
 
   static void Release(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
-    delete reinterpret_cast<std::shared_ptr<LazyImageFs::Image>*>(fi->fh);
+    LazyImageFs* fs = Fs(req);
+    {
+      std::lock_guard lock(fs->mu_);
+      fs->open_files_.erase(fi->fh);
+    }
     fuse_reply_err(req, 0);
   }
 
   static void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
     LazyImageFs* fs = Fs(req);
-    LazyImageFs::Image& img = **reinterpret_cast<std::shared_ptr<LazyImageFs::Image>*>(fi->fh);
+    std::shared_ptr<LazyImageFs::Image> open_image;
+    {
+      std::lock_guard lock(fs->mu_);
+      auto it = fs->open_files_.find(fi->fh);
+      if (it != fs->open_files_.end()) open_image = it->second;
+    }
+    if (!open_image) {
+      fuse_reply_err(req, EBADF);
+      return;
+    }
+    LazyImageFs::Image& img = *open_image;
     if (off < 0 || static_cast<uint64_t>(off) >= img.size || size == 0) {
       fuse_reply_buf(req, nullptr, 0);
       return;
@@ -248,6 +267,7 @@ Result<std::unique_ptr<LazyImageFs>> LazyImageFs::Mount(const std::string& mount
                         "ro,allow_other,default_permissions,fsname=kindling-images,subtype=kindling-images"};
   struct fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   fs->session_ = fuse_session_new(&args, &kOps, sizeof kOps, fs.get());
+  fuse_opt_free_args(&args);
   if (!fs->session_) return Status::Error("cannot create the FUSE session for " + mountpoint);
   if (fuse_session_mount(fs->session_, mountpoint.c_str()) != 0) {
     fuse_session_destroy(fs->session_);

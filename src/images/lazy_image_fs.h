@@ -77,7 +77,11 @@ class LazyImageFs {
   fuse_session* session_ = nullptr;
   std::thread loop_;
   mutable std::mutex mu_;
-  std::map<uint64_t, std::shared_ptr<Image>> by_inode_;   // open files keep a shared_ptr too
+  std::map<uint64_t, std::shared_ptr<Image>> by_inode_;
+  // Open files by FUSE file handle: a removed image stays readable while open. Handles the kernel
+  // never released (a connection aborted at shutdown) go with the file system.
+  std::map<uint64_t, std::shared_ptr<Image>> open_files_;
+  uint64_t next_handle_ = 1;
   std::map<chunks::Digest, uint64_t> inode_of_;
   uint64_t next_inode_ = 2;  // 1 is the root directory
 
