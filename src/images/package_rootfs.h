@@ -22,6 +22,9 @@ struct RootfsRecipe {
   std::vector<std::string> stop_packages;    // never followed (nor their dependencies)
   // Files added to the tree: {host path, path in the tree}. Missing host files are an error.
   std::vector<std::pair<std::string, std::string>> extra_files;
+  // Byte-compile the tree's python modules (Debian generates .pyc files at install time, so the
+  // packages' file lists have none); the host's python3 must be the tree's.
+  bool compile_python = false;
 };
 
 // The recipes of Kindling's runtime families. runtime_clients_dir holds python/bootstrap.py and
