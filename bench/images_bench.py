@@ -99,7 +99,6 @@ def main():
     ap.add_argument("--kindlingd-arg", action="append", default=[], help="extra kindlingd argument (repeatable)")
     args = ap.parse_args()
     latencies = [int(x) for x in args.latencies.split(",")]
-    build_dir = h.make_private_tmpdir("kindling-bench-build-")
     fns = {"python": ("python3.12", "app.handler", h.python_zip("py-v1"), h.python_zip("py-v2")),
            "node": ("nodejs20.x", "index.handler", h.node_zip("node-v1"), h.node_zip("node-v2"))}
 
