@@ -147,6 +147,14 @@ HttpResponse HeaderError(int status, const std::string& message) {
 
 }  // namespace
 
+bool IsLoopbackHost(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
 awaitable<void> HttpServer::Serve(tcp::socket socket) {
   ++connections_;
   struct Count {

@@ -42,6 +42,10 @@ struct HttpResponse {
   std::string body;
 };
 
+// 127.0.0.0/8, ::1 (optionally [bracketed]) or "localhost"; anything else (0.0.0.0 included) is
+// reachable from other hosts.
+bool IsLoopbackHost(std::string host);
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;

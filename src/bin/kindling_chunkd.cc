@@ -26,15 +26,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-// 127.0.0.0/8, ::1 (optionally [bracketed]) or "localhost".
-bool IsLoopbackHost(std::string host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_loopback();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {

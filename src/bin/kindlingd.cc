@@ -88,15 +88,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-// 127.0.0.0/8, ::1 (optionally [bracketed]) or "localhost"; anything else (0.0.0.0 included) is exposed.
-bool IsLoopbackHost(std::string host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_loopback();
-}
-
 // How to call this daemon. When `created` (the start that generated the credentials file) it prints
 // an AWS CLI / SDK profile for the first user, secret included: this once, so the user can copy it;
 // later starts print only where the file is (one line), never the secret.

@@ -98,21 +98,9 @@ bool Excluded(const std::string& path) {
 Status CopyRegular(const std::string& from, const std::string& to, mode_t mode) {
   std::string data;
   if (Status s = ReadFile(from, &data); !s.ok()) return s;
-  int fd = open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 0777);
-  if (fd < 0) return Status::Errno("create " + to);
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      return Status::Errno("write " + to, e);
-    }
-    done += static_cast<size_t>(n);
-  }
-  fchmod(fd, mode & 0777);  // no set-id bits: sandboxes mount nosuid anyway
-  close(fd);
+  if (Status s = WriteFile(to, data); !s.ok()) return s;
+  // No set-id bits: sandboxes mount nosuid anyway.
+  if (chmod(to.c_str(), mode & 0777) != 0) return Status::Errno("chmod " + to);
   return Status::Ok();
 }
 
