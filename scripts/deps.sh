@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 nodejs zip unzip iproute2
   awscli python3-boto3 python3-pytest
+  etcd-server curl
 )
 
 missing=()

@@ -70,7 +70,7 @@ HttpResponse ErrorResponse(const ApiError& error, const std::string& request_id)
 }
 
 LambdaApi::LambdaApi(asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
-                     Counting& counting, AssignmentService& assignment, Worker& worker,
+                     Counting& counting, AssignmentService& assignment, Worker* worker,
                      Metrics& metrics, LambdaApiOptions options)
     : io_(io),
       registry_(registry),
@@ -407,15 +407,17 @@ HttpResponse LambdaApi::GetCode(const std::string& file) {
 }
 
 HttpResponse LambdaApi::RenderMetrics() {
-  assignment_.ExportGauges(metrics_);
   if (async_) async_->ExportGauges(metrics_);
-  WorkerStats stats = worker_.Stats();
-  metrics_.SetGauge("kindling_worker_sandboxes", static_cast<double>(stats.sandboxes));
-  metrics_.SetGauge("kindling_worker_memory_reserved_bytes", static_cast<double>(stats.memory_reserved_bytes));
+  if (worker_) {
+    worker_->ExportGauges(metrics_);
+    WorkerStats stats = worker_->Stats();
+    metrics_.SetGauge("kindling_worker_sandboxes", static_cast<double>(stats.sandboxes));
+    metrics_.SetGauge("kindling_worker_memory_reserved_bytes", static_cast<double>(stats.memory_reserved_bytes));
+  }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = metrics_.RenderPrometheus();
-  if (worker_.options().images) r.body += worker_.options().images->MetricsText();
+  if (worker_ && worker_->options().images) r.body += worker_->options().images->MetricsText();
   return r;
 }
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "api/http_server.h"
+#include "http/http_server.h"
 #include "assignment/assignment_service.h"
 #include "auth/sigv4.h"
 #include "code/code_package.h"
@@ -39,7 +39,7 @@ struct LambdaApiOptions {
 class LambdaApi : public HttpHandler {
  public:
   LambdaApi(boost::asio::io_context& io, FunctionRegistry& registry, Frontend& frontend,
-            Counting& counting, AssignmentService& assignment, Worker& worker, Metrics& metrics,
+            Counting& counting, AssignmentService& assignment, Worker* worker, Metrics& metrics,
             LambdaApiOptions options);
   ~LambdaApi() override;
 
@@ -106,7 +106,7 @@ class LambdaApi : public HttpHandler {
   Frontend& frontend_;
   Counting& counting_;
   AssignmentService& assignment_;
-  Worker& worker_;
+  Worker* worker_;  // this node's worker, for its metrics; null on nodes without one
   Metrics& metrics_;
   LambdaApiOptions options_;
   AsyncInvoker* async_ = nullptr;  // not owned; null: asynchronous invocation is off

@@ -1,21 +1,18 @@
 #include "assignment/assignment_service.h"
 
 #include <algorithm>
-#include "common/asio.h"
-#include <nlohmann/json.hpp>
+#include <set>
 
 namespace kindling {
 
 namespace asio = boost::asio;
 using asio::awaitable;
-using std::chrono::steady_clock;
 
-AssignmentService::AssignmentService(asio::io_context& io, Placement& placement,
-                                     AssignmentOptions options)
-    : io_(io), placement_(placement), options_(options), reaper_(io) {}
+AssignmentService::AssignmentService(asio::io_context& io, WorkerDirectory& workers, AssignmentOptions options)
+    : io_(io), workers_(workers), placement_(workers), options_(std::move(options)), timer_(io) {}
 
 bool AssignmentService::TakeScalingToken(const std::string& function) {
-  auto now = steady_clock::now();
+  auto now = options_.now();
   double limit = options_.scaling_limit;
   auto [it, fresh] = scaling_.try_emplace(function, ScalingBucket{limit, now});
   ScalingBucket& b = it->second;
@@ -28,19 +25,38 @@ bool AssignmentService::TakeScalingToken(const std::string& function) {
   return true;
 }
 
-awaitable<Result<std::shared_ptr<SandboxSession>>> AssignmentService::StartSandbox(
-    FunctionConfig fn, std::string initialization_type) {
+awaitable<Result<AssignmentService::Sandbox>> AssignmentService::StartSandbox(FunctionConfig fn,
+                                                                             std::string initialization_type) {
   if (!TakeScalingToken(fn.name))
-    co_return Status::Coded(kScalingThrottled, "the function starts new sandboxes faster than its scaling rate");
+    co_return Status::Throttled("the function starts new sandboxes faster than its scaling rate");
+  std::set<std::string> unreachable;  // workers that could not be asked: try the others
   for (;;) {
-    auto worker = placement_.Choose({fn.name, fn.memory_mb});
+    PlacementRequest request{fn.name, fn.memory_mb, {}, unreachable};
+    for (const auto& [key, pool] : pools_) {
+      if (pool->function != fn.name) continue;
+      for (const Sandbox& s : pool->idle) request.function_sandboxes[s.worker]++;
+      for (const auto& [k, s] : pool->leased) request.function_sandboxes[s.worker]++;
+    }
+    for (const auto& [where, n] : creating_)
+      if (where.first == fn.name) request.function_sandboxes[where.second] += n;
+    auto worker = placement_.Choose(request);
     if (worker.ok()) {
+      std::string worker_id = (*worker)->id();
+      auto where = std::make_pair(fn.name, worker_id);
+      ++creating_[where];
       auto created = co_await (*worker)->CreateSandbox(fn, initialization_type);
-      if (created.ok() && stopped_) {
-        (*created)->Destroy();
-        co_return Status::Error("kindlingd is shutting down");
+      if (--creating_[where] == 0) creating_.erase(where);
+      if (!created.ok() && created.status().code() == StatusCode::kUnavailable) {
+        unreachable.insert(worker_id);
+        continue;
       }
-      co_return created;
+      if (!created.ok()) co_return created.status();
+      Sandbox sandbox{worker_id, created->id, created->token};
+      if (stopped_) {
+        DestroyOnWorker(sandbox);
+        co_return Status::Unavailable("kindlingd is shutting down");
+      }
+      co_return sandbox;
     }
     // No room: idle sandboxes (of any function) give way, least recently used first.
     if (!EvictLeastRecentlyUsed()) co_return worker.status();
@@ -48,7 +64,7 @@ awaitable<Result<std::shared_ptr<SandboxSession>>> AssignmentService::StartSandb
 }
 
 AssignmentService::Pool& AssignmentService::PoolFor(const FunctionConfig& fn) {
-  auto& slot = pools_[fn.name + "\n" + fn.version + "\n" + fn.revision_id];
+  auto& slot = pools_[PoolKey(fn)];
   if (!slot) {
     slot = std::make_unique<Pool>();
     slot->function = fn.name;
@@ -58,71 +74,89 @@ AssignmentService::Pool& AssignmentService::PoolFor(const FunctionConfig& fn) {
   return *slot;
 }
 
+void AssignmentService::DestroyOnWorker(const Sandbox& sandbox) {
+  if (WorkerClient* w = workers_.Find(sandbox.worker)) w->Destroy(sandbox.id);
+}
+
 bool AssignmentService::EvictLeastRecentlyUsed() {
   Pool* oldest_pool = nullptr;
   for (auto& [key, pool] : pools_)
     if (!pool->idle.empty() && pool->Live() > pool->provisioned &&
-        (!oldest_pool || pool->idle.front().since < oldest_pool->idle.front().since))
+        (!oldest_pool || pool->idle.front().idle_since < oldest_pool->idle.front().idle_since))
       oldest_pool = pool.get();
   if (!oldest_pool) return false;
-  oldest_pool->idle.front().session->Destroy();
+  DestroyOnWorker(oldest_pool->idle.front());
   oldest_pool->idle.erase(oldest_pool->idle.begin());
   return true;
 }
 
-awaitable<Result<InvokeResult>> AssignmentService::Invoke(const FunctionConfig& fn,
-                                                           InvokeRequest request) {
+awaitable<Result<SandboxLease>> AssignmentService::Acquire(const FunctionConfig& fn) {
+  if (stopped_) co_return Status::Unavailable("kindlingd is shutting down");
   Pool* pool = &PoolFor(fn);
-
-  std::shared_ptr<SandboxSession> session;
-  while (!pool->idle.empty() && !session) {
-    session = std::move(pool->idle.back().session);
+  Sandbox sandbox;
+  bool cold = pool->idle.empty();
+  if (!cold) {
+    sandbox = std::move(pool->idle.back());
     pool->idle.pop_back();
-    if (session->dead()) session.reset();
+  } else {
+    ++pool->starting;  // keeps the pool alive while the sandbox is created
+    auto created = co_await StartSandbox(fn, "on-demand");
+    --pool->starting;
+    if (!created.ok()) co_return created.status();
+    sandbox = std::move(created).value();
   }
-  // At most two attempts: the second only when the first sandbox ended before its runtime took
-  // the event (e.g. it exited right after its previous result), so the function never saw it.
-  for (int attempt = 0;; ++attempt) {
-    if (!session) {
-      ++pool->starting;  // keeps the pool alive while the sandbox is created
-      auto created = co_await StartSandbox(fn);
-      --pool->starting;
-      if (!created.ok()) {
-        const Status& s = created.status();
-        if (s.code().empty() || s.code() == kScalingThrottled) co_return s;
-        InvokeResult failed;  // the function's fault, e.g. no bootstrap in its package
-        failed.function_error = "Unhandled";
-        failed.cold_start = true;
-        failed.payload = nlohmann::json{{"errorType", s.code()},
-                                        {"errorMessage", "RequestId: " + request.request_id +
-                                                             " Error: " + s.message()}}
-                             .dump();
-        co_return failed;
-      }
-      session = std::move(created).value();
+  SandboxLease lease{sandbox.worker, sandbox.id, sandbox.token, ++sandbox.sequence, cold};
+  std::string key = SandboxKey(sandbox.worker, sandbox.id);
+  pool->leased[key] = std::move(sandbox);
+  leased_[key] = pool;
+  co_return lease;
+}
+
+void AssignmentService::Release(const SandboxLease& lease, bool sandbox_alive) {
+  std::string key = SandboxKey(lease.worker, lease.sandbox);
+  auto it = leased_.find(key);
+  if (it == leased_.end()) return;
+  Pool& pool = *it->second;
+  auto rec = pool.leased.find(key);
+  if (rec == pool.leased.end() || rec->second.sequence != lease.sequence) return;  // stale
+  Sandbox sandbox = std::move(rec->second);
+  pool.leased.erase(rec);
+  leased_.erase(it);
+  if (!sandbox_alive || sandbox.gone || pool.retired || stopped_) {
+    if (!sandbox.gone) DestroyOnWorker(sandbox);
+    return;
+  }
+  sandbox.initialized = true;
+  sandbox.idle_since = options_.now();
+  pool.idle.push_back(std::move(sandbox));
+}
+
+void AssignmentService::SandboxGone(const std::string& worker, const std::string& sandbox) {
+  std::string key = SandboxKey(worker, sandbox);
+  if (auto it = leased_.find(key); it != leased_.end()) {
+    auto rec = it->second->leased.find(key);
+    if (rec != it->second->leased.end()) rec->second.gone = true;
+    return;
+  }
+  for (auto& [k, pool] : pools_) {
+    auto& idle = pool->idle;
+    auto gone = std::find_if(idle.begin(), idle.end(),
+                             [&](const Sandbox& s) { return s.worker == worker && s.id == sandbox; });
+    if (gone != idle.end()) {
+      idle.erase(gone);
+      return;
     }
-    pool->busy.push_back(session);
-    InvokeResult result = co_await session->Invoke(request);
-    if (!result.undelivered || attempt == 1) {
-      // Freeze after the response is on its way: posted, so the caller's write goes first. The
-      // session stays in `busy` until then, which keeps the pool alive.
-      asio::post(io_, [this, pool, session] { Release(*pool, session); });
-      co_return result;
-    }
-    pool->busy.erase(std::find(pool->busy.begin(), pool->busy.end(), session));
-    session->Destroy();
-    session.reset();
   }
 }
 
-void AssignmentService::Release(Pool& pool, const std::shared_ptr<SandboxSession>& session) {
-  pool.busy.erase(std::find(pool.busy.begin(), pool.busy.end(), session));
-  if (session->dead() || pool.retired || stopped_) {
-    session->Destroy();
-    return;
+void AssignmentService::WorkerGone(const std::string& worker) {
+  for (auto& [k, pool] : pools_) {
+    auto& idle = pool->idle;
+    idle.erase(std::remove_if(idle.begin(), idle.end(), [&](const Sandbox& s) { return s.worker == worker; }),
+               idle.end());
+    for (auto& [key, leased] : pool->leased)
+      if (leased.worker == worker) leased.gone = true;
   }
-  session->Freeze();
-  pool.idle.push_back({session, steady_clock::now()});
 }
 
 void AssignmentService::Retire(const std::string& function, const std::string& keep_revision) {
@@ -130,7 +164,7 @@ void AssignmentService::Retire(const std::string& function, const std::string& k
     if (pool->function != function || pool->revision == keep_revision) continue;
     if (!keep_revision.empty() && pool->version != "$LATEST") continue;
     pool->retired = true;
-    for (auto& idle : pool->idle) idle.session->Destroy();
+    for (auto& idle : pool->idle) DestroyOnWorker(idle);
     pool->idle.clear();
   }
 }
@@ -139,44 +173,50 @@ void AssignmentService::RetireVersion(const std::string& function, const std::st
   for (auto& [key, pool] : pools_) {
     if (pool->function != function || pool->version != version) continue;
     pool->retired = true;
-    for (auto& idle : pool->idle) idle.session->Destroy();
+    for (auto& idle : pool->idle) DestroyOnWorker(idle);
     pool->idle.clear();
   }
 }
 
 void AssignmentService::Start() {
-  asio::co_spawn(io_, [this]() { return ReaperLoop(); }, asio::detached);
+  asio::co_spawn(io_, [this]() { return MaintenanceLoop(); }, asio::detached);
 }
 
-awaitable<void> AssignmentService::ReaperLoop() {
+awaitable<void> AssignmentService::MaintenanceLoop() {
   // At least once a second: provisioned concurrency is topped up on the same tick.
   auto period = std::clamp<std::chrono::milliseconds>(options_.idle_timeout / 4,
                                                       std::chrono::milliseconds(100),
                                                       std::chrono::milliseconds(1000));
   while (!stopped_) {
-    reaper_.expires_after(period);
+    timer_.expires_after(period);
     boost::system::error_code ec;
-    co_await reaper_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopped_) break;
-    ReapIdle();
-    ReconcileProvisioned();
+    Tick();
   }
 }
 
+void AssignmentService::Tick() {
+  ReapIdle();
+  ReconcileProvisioned();
+}
+
 void AssignmentService::ReapIdle() {
-  auto cutoff = steady_clock::now() - options_.idle_timeout;
+  auto cutoff = options_.now() - options_.idle_timeout;
   for (auto it = pools_.begin(); it != pools_.end();) {
     Pool& pool = *it->second;
     int spare = pool.Live() - pool.provisioned;  // provisioned sandboxes are kept however idle
-    auto expired = [&](const Idle& idle) {
-      if (!idle.session->dead() && (idle.since > cutoff || spare <= 0)) return false;
-      if (!idle.session->dead()) --spare;
-      idle.session->Destroy();
+    // Oldest first, so that the sandboxes kept for provisioned concurrency are the warmest.
+    auto expired = [&](const Sandbox& idle) {
+      if (idle.idle_since > cutoff || spare <= 0) return false;
+      --spare;
+      DestroyOnWorker(idle);
       return true;
     };
     pool.idle.erase(std::remove_if(pool.idle.begin(), pool.idle.end(), expired), pool.idle.end());
-    // A pool object is referenced by in-flight invocations and posted releases: keep it while busy.
-    if (pool.idle.empty() && pool.busy.empty() && pool.starting == 0 && pool.retired) {
+    // A pool is referenced by leases and by coroutines starting sandboxes: keep it while it has any.
+    if (pool.idle.empty() && pool.leased.empty() && pool.starting == 0 &&
+        (pool.retired || pool.provisioned == 0)) {
       it = pools_.erase(it);
     } else {
       ++it;
@@ -186,29 +226,25 @@ void AssignmentService::ReapIdle() {
 
 void AssignmentService::Shutdown() {
   stopped_ = true;
-  reaper_.cancel();
+  timer_.cancel();
   for (auto& [key, pool] : pools_) {
     pool->retired = true;
-    for (auto& idle : pool->idle) idle.session->Destroy();
+    for (auto& idle : pool->idle) DestroyOnWorker(idle);
     pool->idle.clear();
-    for (auto& busy : pool->busy) busy->Destroy();
+    for (auto& [k, leased] : pool->leased) DestroyOnWorker(leased);
   }
 }
 
-void AssignmentService::ExportGauges(Metrics& metrics) {
-  metrics.ClearGauges("kindling_sandboxes{");
-  std::map<std::string, double> by_state{{"initializing", 0}, {"busy", 0}, {"idle", 0}, {"frozen", 0}};
-  for (auto& [key, pool] : pools_) {
-    for (auto& s : pool->busy) by_state[s->initialized() ? "busy" : "initializing"]++;
-    for (auto& idle : pool->idle)
-      if (!idle.session->dead()) by_state[idle.session->frozen() ? "frozen" : "idle"]++;
+AssignmentService::Counts AssignmentService::CountsFor(const std::string& function) const {
+  Counts c;
+  for (const auto& [key, pool] : pools_) {
+    if (pool->function != function) continue;
+    c.idle += static_cast<int>(pool->idle.size());
+    c.leased += static_cast<int>(pool->leased.size());
+    c.starting += pool->starting;
   }
-  for (const auto& [state, n] : by_state) metrics.SetGauge("kindling_sandboxes{state=\"" + state + "\"}", n);
+  return c;
 }
-
-}  // namespace kindling
-
-namespace kindling {
 
 void AssignmentService::SetProvisioned(const std::string& function, const std::string& qualifier, int requested) {
   Provision& p = provisioned_[{function, qualifier}];
@@ -233,9 +269,8 @@ std::optional<AssignmentService::ProvisionedStatus> AssignmentService::GetProvis
   ProvisionedStatus out{p.requested, 0, 0, p.status, p.reason};
   auto pool = pools_.find(p.pool_key);
   if (pool != pools_.end()) {
-    int ready = 0;
-    for (auto& idle : pool->second->idle) ready += !idle.session->dead();
-    for (auto& busy : pool->second->busy) ready += busy->initialized() && !busy->dead();
+    int ready = static_cast<int>(pool->second->idle.size());
+    for (auto& [key, leased] : pool->second->leased) ready += leased.initialized && !leased.gone;
     out.available = std::min(ready, p.requested);
     out.allocated = std::min(ready + pool->second->starting, p.requested);
   }
@@ -256,7 +291,7 @@ void AssignmentService::ReconcileProvisioned() {
     }
     Pool& pool = PoolFor(*fn);
     pool.provisioned += p.requested;
-    p.pool_key = fn->name + "\n" + fn->version + "\n" + fn->revision_id;
+    p.pool_key = PoolKey(*fn);
     targets.emplace(p.pool_key, *fn);
   }
   for (auto& [pool_key, fn] : targets) {
@@ -280,21 +315,20 @@ void AssignmentService::ReconcileProvisioned() {
 
 awaitable<void> AssignmentService::StartProvisioned(FunctionConfig fn, std::string pool_key) {
   auto created = co_await StartSandbox(fn, "provisioned-concurrency");
-  std::shared_ptr<SandboxSession> session;
   bool ready = false;
   if (created.ok()) {
-    session = std::move(created).value();
-    ready = co_await session->WaitReady();
+    if (WorkerClient* worker = workers_.Find(created->worker)) ready = co_await worker->WaitReady(created->id);
   }
   auto it = pools_.find(pool_key);
   if (it == pools_.end()) co_return;  // pools with starting sandboxes are not erased; defensive
   Pool& pool = *it->second;
   --pool.starting;
   if (ready && !pool.retired && !stopped_) {
-    session->Freeze();
-    pool.idle.push_back({session, steady_clock::now()});
+    created->initialized = true;
+    created->idle_since = options_.now();
+    pool.idle.push_back(std::move(created).value());
   } else {
-    if (session) session->Destroy();
+    if (created.ok()) DestroyOnWorker(*created);
     std::string why = created.ok() ? "The runtime failed to initialize." : created.status().message();
     for (auto& [key, p] : provisioned_)
       if (p.pool_key == pool_key) {

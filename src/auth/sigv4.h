@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "api/http_server.h"
+#include "http/http_server.h"
 #include "common/api_error.h"
 #include "common/status.h"
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <tuple>
 #include "common/asio.h"
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -52,15 +53,10 @@ int main(int argc, char** argv) {
                "Allow a non-loopback --listen address (there is no authentication: only on a trusted network)");
   CLI11_PARSE(app, argc, argv);
 
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return Fail("--listen must be HOST:PORT");
+  auto address = ParseHostPort(listen);
+  if (!address.ok()) return Fail("--listen: " + address.status().message());
   chunks::ChunkServerOptions options;
-  options.host = listen.substr(0, colon);
-  if (options.host.size() >= 2 && options.host.front() == '[') options.host = options.host.substr(1, options.host.size() - 2);
-  char* end = nullptr;
-  long port = strtol(listen.c_str() + colon + 1, &end, 10);
-  if (colon + 1 == listen.size() || *end != '\0' || port < 0 || port > 65535) return Fail("--listen: bad port");
-  options.port = static_cast<int>(port);
+  std::tie(options.host, options.port) = *address;
   if (!IsLoopbackHost(options.host) && !allow_remote)
     return Fail("refusing to listen on non-loopback address " + options.host +
                 ": kindling-chunkd has no authentication, so anyone who can connect could read and replace "

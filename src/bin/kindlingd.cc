@@ -1,5 +1,8 @@
 // kindlingd: the Kindling daemon. In embedded mode (the default) one process runs every
 // component: Lambda API frontend, counting, assignment, placement, one worker and its sandboxes.
+// In cluster mode (--role, with --etcd) it runs some of them and finds the rest through etcd:
+// `worker` nodes serve sandboxes over RPC (WorkerServer) and register in the fleet; `frontend`
+// nodes (with `assignment`) serve the Lambda API and place sandboxes on the live workers.
 //
 // Startup order: data directory -> metadata store -> sandbox factory (sweeping what an earlier
 // run left behind) -> worker -> placement -> assignment -> frontend -> async queue (events.db, its
@@ -19,8 +22,13 @@
 #include <thread>
 #include <tuple>
 
-#include "api/http_server.h"
+#include "http/http_server.h"
 #include "api/lambda_api.h"
+#include "cluster/etcd_client.h"
+#include "cluster/fleet.h"
+#include "rpc/rpc.h"
+#include "worker/remote_worker.h"
+#include "worker/worker_server.h"
 #include "chunks/chunk_cache.h"
 #include "chunks/chunk_client.h"
 #include "chunks/chunk_server.h"
@@ -35,13 +43,13 @@
 #include "common/metrics.h"
 #include "frontend/counting.h"
 #include "frontend/frontend.h"
-#include "placement/placement.h"
 #include "sandbox/jail/jail.h"
 #include "store/function_registry.h"
 #include "store/metadata_store.h"
 #include "worker/worker.h"
 
 namespace fs = std::filesystem;
+namespace asio = boost::asio;
 using namespace kindling;
 
 namespace {
@@ -212,13 +220,55 @@ int main(int argc, char** argv) {
                  "Chunk fetches in flight at most")->capture_default_str();
   app.add_option("--image-readahead-kb", image_readahead_kb,
                  "Readahead of image mounts in KiB: what a start reads ahead is recorded and laid out with it (-1: the kernel's 128)")->capture_default_str();
+  std::string roles_text, etcd_text, node_id, advertise_url, cluster_key_file;
+  app.add_option("--role", roles_text,
+                 "Cluster mode: this node's roles, comma-separated: frontend,assignment (the Lambda API and "
+                 "sandbox assignment) and/or worker (runs sandboxes). Default: embedded, every role, no etcd");
+  app.add_option("--etcd", etcd_text, "Cluster mode: etcd client URLs, comma-separated");
+  app.add_option("--node-id", node_id, "Cluster mode: this node's id (default: worker-/frontend-PORT)");
+  app.add_option("--advertise-url", advertise_url,
+                 "Cluster mode: the URL other nodes reach this node at (default: http://<--listen>)");
+  app.add_option("--cluster-key-file", cluster_key_file,
+                 "Cluster mode: file with the key every node of the cluster shares (created if absent; "
+                 "default <data-dir>/cluster-key)");
   CLI11_PARSE(app, argc, argv);
 
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return Fail("--listen must be HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  int port = atoi(listen.substr(colon + 1).c_str());
+  auto listen_address = ParseHostPort(listen);
+  if (!listen_address.ok()) return Fail("--listen: " + listen_address.status().message());
+  auto [host, port] = *listen_address;
   bool loopback = IsLoopbackHost(host);
+  // Roles: embedded (none given) runs all of them in this process.
+  std::vector<std::string> roles;
+  for (size_t start = 0; !roles_text.empty() && start <= roles_text.size();) {
+    size_t comma = roles_text.find(',', start);
+    std::string role = roles_text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (role != "frontend" && role != "assignment" && role != "worker")
+      return Fail("--role: unknown role \"" + role + "\" (frontend, assignment, worker)");
+    roles.push_back(role);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  auto has_role = [&](const char* r) { return std::find(roles.begin(), roles.end(), r) != roles.end(); };
+  const bool cluster = !roles.empty();
+  const bool run_frontend = !cluster || has_role("frontend") || has_role("assignment");
+  const bool run_worker = !cluster || has_role("worker");
+  if (cluster && has_role("frontend") != has_role("assignment"))
+    return Fail("--role: frontend and assignment run together on one node in this version (partitioned "
+                "assignment nodes are not built yet; see docs/cluster.md)");
+  std::vector<std::string> etcd_endpoints;
+  for (size_t start = 0; !etcd_text.empty() && start <= etcd_text.size();) {
+    size_t comma = etcd_text.find(',', start);
+    etcd_endpoints.push_back(etcd_text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (auto base = ParseHttpBase(etcd_endpoints.back()); !base.ok()) return Fail("--etcd: " + base.status().message());
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (cluster && etcd_endpoints.empty()) return Fail("--role needs --etcd URL[,URL...]");
+  if (!cluster && !etcd_endpoints.empty()) return Fail("--etcd needs --role (embedded mode uses no etcd)");
+  if (cluster && run_worker && !run_frontend && images_mode == "on" && chunk_server_url.empty())
+    return Fail("a worker node needs --chunk-server URL (the chunk server the frontends publish code to)");
+  if (node_id.empty()) node_id = std::string(run_frontend ? "frontend-" : "worker-") + std::to_string(port);
+  if (advertise_url.empty()) advertise_url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   if (auth_mode == "off" && !loopback && !allow_unauthenticated)
     return Fail("refusing to listen on non-loopback address " + host +
                 " with --auth off: anyone who can reach it could run code. Use --auth on, or pass "
@@ -267,28 +317,42 @@ int main(int argc, char** argv) {
   std::unique_ptr<SigV4Verifier> verifier;
   std::string credentials_path = data_dir + "/credentials";
   bool credentials_created = false;
-  if (auth_mode == "on") {
+  if (run_frontend && auth_mode == "on") {
     auto creds = CredentialStore::LoadOrCreate(credentials_path, &credentials_created);
     if (!creds.ok()) return Fail(creds.status().message());
     SigV4Options sopts;
     sopts.region = arn.region;
     verifier = std::make_unique<SigV4Verifier>(std::move(creds).value(), sopts);
   }
+  // Cluster mode: the key nodes prove themselves to each other with.
+  std::string cluster_key;
+  if (cluster) {
+    if (cluster_key_file.empty()) cluster_key_file = data_dir + "/cluster-key";
+    auto key = rpc::LoadClusterKey(cluster_key_file, true);
+    if (!key.ok()) return Fail(key.status().message());
+    cluster_key = *key;
+  }
 
-  auto store = MetadataStore::Open(data_dir + "/metadata.db");
-  if (!store.ok()) return Fail(store.status().message());
-  FunctionRegistry registry(std::move(store).value());
-  // No sandbox runs yet: packages no function refers to any more can go.
-  auto in_use = registry.store().CodeDigestsInUse();
-  if (in_use.ok()) RemoveUnusedPackages(data_dir + "/code", *in_use);
+  std::unique_ptr<FunctionRegistry> registry;
+  if (run_frontend) {
+    auto store = MetadataStore::Open(data_dir + "/metadata.db");
+    if (!store.ok()) return Fail(store.status().message());
+    registry = std::make_unique<FunctionRegistry>(std::move(store).value());
+    // No sandbox runs yet: packages no function refers to any more can go.
+    auto in_use = registry->store().CodeDigestsInUse();
+    if (in_use.ok()) RemoveUnusedPackages(data_dir + "/code", *in_use);
+  }
 
   // One daemon per data directory: its cgroups and uids are named after it.
-  JailOptions jail;
-  jail.instance = "kindling-" + HexEncode(Sha256(data_dir)).substr(0, 10);
-  jail.state_dir = data_dir + "/jail";
-  auto factory = NewJailFactory(jail);
-  s = factory->SweepLeftovers();
-  if (!s.ok()) fprintf(stderr, "kindlingd: sweeping leftovers: %s\n", s.message().c_str());
+  std::unique_ptr<SandboxFactory> factory;
+  if (run_worker) {
+    JailOptions jail;
+    jail.instance = "kindling-" + HexEncode(Sha256(data_dir)).substr(0, 10);
+    jail.state_dir = data_dir + "/jail";
+    factory = NewJailFactory(jail);
+    s = factory->SweepLeftovers();
+    if (!s.ok()) fprintf(stderr, "kindlingd: sweeping leftovers: %s\n", s.message().c_str());
+  }
 
   // Images: a chunk server (embedded unless --chunk-server names one), the worker's chunk cache and
   // image mounts, and the publisher that turns code packages and runtimes into images.
@@ -299,12 +363,11 @@ int main(int argc, char** argv) {
   std::jthread runtime_builds;
   if (images_mode == "on") {
     if (chunk_server_url.empty()) {
-      size_t c = chunk_listen.rfind(':');
-      if (c == std::string::npos) return Fail("--chunk-listen must be HOST:PORT");
+      auto chunk_address = ParseHostPort(chunk_listen);
+      if (!chunk_address.ok()) return Fail("--chunk-listen: " + chunk_address.status().message());
       chunks::ChunkServerOptions copts;
       copts.data_dir = data_dir + "/chunkd";
-      copts.host = chunk_listen.substr(0, c);
-      copts.port = atoi(chunk_listen.substr(c + 1).c_str());
+      std::tie(copts.host, copts.port) = *chunk_address;
       if (!IsLoopbackHost(copts.host)) return Fail("--chunk-listen must be a loopback address (the chunk server has no authentication)");
       auto chunk_port = embedded_chunkd.Start(copts);
       if (!chunk_port.ok())
@@ -315,39 +378,42 @@ int main(int argc, char** argv) {
     chunks::ChunkClientOptions client_opts;
     client_opts.url = chunk_server_url;
     auto chunk_client = std::make_shared<chunks::ChunkClient>(client_opts);
-    chunks::ChunkCacheOptions cache_opts;
-    cache_opts.dir = data_dir + "/cache";
-    cache_opts.capacity_bytes = chunk_cache_mb << 20;
-    cache_opts.fetch_parallelism = chunk_fetch_parallelism;
-    auto cache = chunks::ChunkCache::Open(cache_opts, chunk_client);
-    if (!cache.ok()) return Fail("chunk cache: " + cache.status().message());
-    chunk_cache = std::move(cache).value();
-    images::ImageMounterOptions mopts;
-    mopts.dir = data_dir + "/images";
-    mopts.loading = images::ParseImageLoading(image_loading).value();
-    mopts.readahead_kb = image_readahead_kb;
-    // The first recorded start of a runtime image lays it out for starts (see start_layout.h).
-    mopts.lay_out = [&publisher](const std::string& name, std::vector<uint32_t> blocks) {
-      if (publisher && name.rfind("runtime/", 0) == 0) publisher->LayOutForStartLater(name, std::move(blocks));
-    };
-    auto started = images::ImageMounter::Start(mopts, chunk_client, chunk_cache);
-    if (!started.ok()) return Fail("images: " + started.status().message());
-    mounter = std::move(started).value();
     publisher = std::make_unique<images::ImagePublisher>(data_dir + "/images/build", chunk_client, runtimes_dir);
-    // Runtime images are built (once per set of installed package versions) in the background; a
-    // start that needs one before it is ready waits for it.
-    runtime_builds = std::jthread([p = publisher.get()] {
-      for (const char* family : {"provided", "python", "node"}) {
-        auto name = p->RuntimeImage(family);
-        if (!name.ok()) fprintf(stderr, "kindlingd: %s\n", name.status().message().c_str());
-      }
-    });
+    if (run_worker) {
+      chunks::ChunkCacheOptions cache_opts;
+      cache_opts.dir = data_dir + "/cache";
+      cache_opts.capacity_bytes = chunk_cache_mb << 20;
+      cache_opts.fetch_parallelism = chunk_fetch_parallelism;
+      auto cache = chunks::ChunkCache::Open(cache_opts, chunk_client);
+      if (!cache.ok()) return Fail("chunk cache: " + cache.status().message());
+      chunk_cache = std::move(cache).value();
+      images::ImageMounterOptions mopts;
+      mopts.dir = data_dir + "/images";
+      mopts.loading = images::ParseImageLoading(image_loading).value();
+      mopts.readahead_kb = image_readahead_kb;
+      // The first recorded start of a runtime image lays it out for starts (see start_layout.h).
+      mopts.lay_out = [&publisher](const std::string& name, std::vector<uint32_t> blocks) {
+        if (publisher && name.rfind("runtime/", 0) == 0) publisher->LayOutForStartLater(name, std::move(blocks));
+      };
+      auto started = images::ImageMounter::Start(mopts, chunk_client, chunk_cache);
+      if (!started.ok()) return Fail("images: " + started.status().message());
+      mounter = std::move(started).value();
+      // Runtime images are built (once per set of installed package versions) in the background; a
+      // start that needs one before it is ready waits for it.
+      runtime_builds = std::jthread([p = publisher.get()] {
+        for (const char* family : {"provided", "python", "node"}) {
+          auto name = p->RuntimeImage(family);
+          if (!name.ok()) fprintf(stderr, "kindlingd: %s\n", name.status().message().c_str());
+        }
+      });
+    }
     fprintf(stderr, "kindlingd: images from chunk server %s (loading: %s)\n", chunk_server_url.c_str(),
             image_loading.c_str());
   }
 
   boost::asio::io_context io(1);
   WorkerOptions wopts;
+  wopts.name = node_id.empty() || !cluster ? "local" : node_id;
   wopts.code_root = data_dir + "/code";
   wopts.logs_root = data_dir + "/logs";
   wopts.init_path = init_path;
@@ -362,83 +428,176 @@ int main(int argc, char** argv) {
       return p->PublishTree(root + "/" + digest, images::CodeImageName(digest)).status();
     };
   }
-  Worker worker(io, std::move(factory), wopts);
-  Placement placement;
-  placement.AddWorker(&worker);
-  AssignmentOptions aopts;
-  aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
-  aopts.scaling_limit = scaling_limit;
-  aopts.scaling_window = std::chrono::milliseconds(static_cast<int64_t>(scaling_window_s * 1000));
-  AssignmentService assignment(io, placement, aopts);
-  assignment.Start();
+  std::unique_ptr<Worker> worker;
+  if (run_worker) worker = std::make_unique<Worker>(io, std::move(factory), wopts);
+  WorkerDirectory workers;
+  if (worker && !cluster) workers.Add(worker.get());  // cluster mode: workers come from the fleet
+
   Metrics metrics;
-  Counting counting(account_concurrency);
-  for (std::string after;;) {  // reservations survive restarts
-    auto page = registry.store().List("$LATEST", after, 1000);
-    if (!page.ok() || page->empty()) break;
-    for (const FunctionConfig& fn : *page)
-      if (fn.reserved_concurrency >= 0) counting.SetReserved(fn.name, fn.reserved_concurrency);
-    after = page->back().name;
+  std::unique_ptr<AssignmentService> assignment;
+  std::unique_ptr<Counting> counting;
+  std::unique_ptr<Frontend> frontend;
+  std::unique_ptr<LambdaApi> api;
+  std::unique_ptr<AsyncInvoker> async;
+  if (run_frontend) {
+    AssignmentOptions aopts;
+    aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
+    aopts.scaling_limit = scaling_limit;
+    aopts.scaling_window = std::chrono::milliseconds(static_cast<int64_t>(scaling_window_s * 1000));
+    assignment = std::make_unique<AssignmentService>(io, workers, aopts);
+    if (worker && !cluster)
+      worker->OnSandboxGone([&, w = worker.get()](const std::string& id) { assignment->SandboxGone(w->id(), id); });
+    assignment->Start();
+    counting = std::make_unique<Counting>(account_concurrency);
+    for (std::string after;;) {  // reservations survive restarts
+      auto page = registry->store().List("$LATEST", after, 1000);
+      if (!page.ok() || page->empty()) break;
+      for (const FunctionConfig& fn : *page)
+        if (fn.reserved_concurrency >= 0) counting->SetReserved(fn.name, fn.reserved_concurrency);
+      after = page->back().name;
+    }
+    frontend = std::make_unique<Frontend>(*registry, *counting, *assignment, workers, metrics, arn);
+    // Provisioned concurrency follows what its qualifier resolves to (an alias may move), and
+    // survives restarts.
+    assignment->SetProvisionResolver([&](const std::string& function, const std::string& qualifier)
+                                         -> std::optional<FunctionConfig> {
+      auto resolved = frontend->Resolve({function, qualifier, "", ""}, Frontend::AliasRouting::kPrimary);
+      if (auto* fn = std::get_if<FunctionConfig>(&resolved)) return *fn;
+      return std::nullopt;
+    });
+    if (auto provisioned = registry->store().ListProvisioned(""); provisioned.ok())
+      for (const auto& p : *provisioned) assignment->SetProvisioned(p.function, p.qualifier, p.requested);
+    LambdaApiOptions api_opts;
+    api_opts.arn = arn;
+    api_opts.code_root = wopts.code_root;
+    api_opts.auth = verifier.get();
+    api_opts.metrics_unauthenticated = loopback;
+    if (publisher)
+      api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
+        return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();
+      };
+    api = std::make_unique<LambdaApi>(io, *registry, *frontend, *counting, *assignment, worker.get(), metrics, api_opts);
+    // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
+    async_opts.arn = arn;
+    auto opened = AsyncInvoker::Open(io, data_dir + "/events.db", *frontend, metrics, async_opts);
+    if (!opened.ok()) return Fail(opened.status().message());
+    async = std::move(opened).value();
+    api->SetAsync(async.get());
+    async->Start();
   }
-  Frontend frontend(registry, counting, assignment, metrics, arn);
-  // Provisioned concurrency follows what its qualifier resolves to (an alias may move), and
-  // survives restarts.
-  assignment.SetProvisionResolver([&](const std::string& function, const std::string& qualifier)
-                                      -> std::optional<FunctionConfig> {
-    auto resolved = frontend.Resolve({function, qualifier, "", ""}, Frontend::AliasRouting::kPrimary);
-    if (auto* fn = std::get_if<FunctionConfig>(&resolved)) return *fn;
-    return std::nullopt;
-  });
-  if (auto provisioned = registry.store().ListProvisioned(""); provisioned.ok())
-    for (const auto& p : *provisioned) assignment.SetProvisioned(p.function, p.qualifier, p.requested);
-  LambdaApiOptions api_opts;
-  api_opts.arn = arn;
-  api_opts.code_root = wopts.code_root;
-  api_opts.auth = verifier.get();
-  api_opts.metrics_unauthenticated = loopback;
-  if (publisher)
-    api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
-      return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();
-    };
-  LambdaApi api(io, registry, frontend, counting, assignment, worker, metrics, api_opts);
-  // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
-  async_opts.arn = arn;
-  auto async = AsyncInvoker::Open(io, data_dir + "/events.db", frontend, metrics, async_opts);
-  if (!async.ok()) return Fail(async.status().message());
-  api.SetAsync(async->get());
-  (*async)->Start();
+
+  // Cluster mode: RPC for the worker role, the fleet registry in etcd, remote workers.
+  std::unique_ptr<WorkerServer> worker_server;
+  if (cluster && worker) worker_server = std::make_unique<WorkerServer>(*worker, cluster_key);
+  HttpClient rpc_http(io);
+  std::unique_ptr<cluster::EtcdClient> etcd;
+  std::unique_ptr<cluster::Registration> registration;
+  std::unique_ptr<cluster::FleetView> fleet;
+  std::map<std::string, std::shared_ptr<RemoteWorker>> remote_workers;
+  if (cluster) {
+    etcd = std::make_unique<cluster::EtcdClient>(io, rpc_http, etcd_endpoints);
+    cluster::NodeInfo self{node_id, roles, advertise_url};
+    std::function<cluster::WorkerInfo()> worker_stats;
+    if (worker)
+      worker_stats = [&, w = worker.get()] {
+        WorkerStats st = w->Stats();
+        double load[1] = {0};
+        getloadavg(load, 1);
+        return cluster::WorkerInfo{node_id, advertise_url, "active", st.sandboxes, st.memory_reserved_bytes >> 20,
+                                   st.memory_capacity_bytes >> 20, load[0]};
+      };
+    registration = std::make_unique<cluster::Registration>(io, *etcd, self, worker_stats);
+    if (run_frontend) {
+      cluster::FleetView::Callbacks cb;
+      cb.worker_up = [&](const cluster::WorkerInfo& info) {
+        auto it = remote_workers.find(info.id);
+        if (it != remote_workers.end() && it->second->url() == info.url) return;
+        if (it != remote_workers.end()) it->second->Stop();
+        auto remote = std::make_shared<RemoteWorker>(io, rpc_http, info.id, info.url, cluster_key);
+        remote->OnSandboxGone([&, id = info.id](const std::string& sandbox) { assignment->SandboxGone(id, sandbox); });
+        remote->Start();
+        remote_workers[info.id] = remote;
+        workers.Add(remote.get());
+        fprintf(stderr, "kindlingd: worker %s joined (%s)\n", info.id.c_str(), info.url.c_str());
+      };
+      cb.worker_down = [&](const std::string& id) {
+        auto it = remote_workers.find(id);
+        if (it == remote_workers.end()) return;
+        workers.Remove(id);
+        assignment->WorkerGone(id);
+        it->second->Stop();
+        remote_workers.erase(it);
+        fprintf(stderr, "kindlingd: worker %s left the fleet; its sandboxes are forgotten\n", id.c_str());
+      };
+      fleet = std::make_unique<cluster::FleetView>(io, *etcd, cb);
+    }
+  }
+
   http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_header_timeout_s * 1000));
   http_limits.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_idle_timeout_s * 1000));
-  HttpServer server(io, api, http_limits);
+  HttpHandler* handler = api ? static_cast<HttpHandler*>(api.get()) : worker_server.get();
+  HttpRouter router(*handler);
+  if (api && worker_server) {
+    router.Route("/kindling/v1/worker/", *worker_server);
+    handler = &router;
+  }
+  HttpServer server(io, *handler, http_limits);
   auto bound = server.Listen(host, port);
   if (!bound.ok()) return Fail(bound.status().message());
 
+  int exit_code = 0;
+  if (cluster) {
+    // Join the fleet before serving anything that needs it; a node that cannot reach etcd exits.
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      Status joined = co_await registration->Start(std::chrono::seconds(20));
+      if (joined.ok() && fleet) joined = co_await fleet->Start();
+      if (!joined.ok()) {
+        fprintf(stderr, "kindlingd: %s\n", joined.message().c_str());
+        exit_code = 1;
+        io.stop();
+        co_return;
+      }
+      fprintf(stderr, "kindlingd: node %s (%s) joined the cluster at %s\n", node_id.c_str(), roles_text.c_str(),
+              etcd_text.c_str());
+    }, asio::detached);
+  }
+
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
-    (*async)->Stop();
     fprintf(stderr, "kindlingd: signal %d, shutting down\n", sig);
-    server.Stop();
-    assignment.Shutdown();
-    io.stop();
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      if (async) async->Stop();
+      server.Stop();
+      if (fleet) fleet->Stop();
+      for (auto& [id, remote] : remote_workers) remote->Stop();
+      if (registration) co_await registration->Leave();  // leave the fleet at once, not at lease expiry
+      if (assignment) assignment->Shutdown();
+      io.stop();
+    }, asio::detached);
   });
   fprintf(stderr, "kindlingd: listening on http://%s:%d (data dir %s)\n", host.c_str(), *bound, data_dir.c_str());
   if (verifier) PrintCredentialsUsage(credentials_path, verifier->credentials(), credentials_created, host, *bound,
                                         arn.region);
-  else fprintf(stderr, "kindlingd: authentication off (--auth off): any local client may call the API\n");
+  else if (run_frontend) fprintf(stderr, "kindlingd: authentication off (--auth off): any local client may call the API\n");
   io.run();
-  assignment.Shutdown();
-  worker.StopCreating();
+  if (assignment) assignment->Shutdown();
+  if (worker) {
+    worker->DestroyAll();
+    worker->StopCreating();
+  }
   // Let the sessions' read loops see their closed sockets, and creations that finished meanwhile
   // see the shutdown, so every sandbox is released before the host state is removed.
   io.restart();
   for (int i = 0; i < 100 && io.poll() > 0; ++i) {
   }
-  s = worker.Shutdown();
-  if (!s.ok()) fprintf(stderr, "kindlingd: cleaning up: %s\n", s.message().c_str());
+  if (worker) {
+    s = worker->Shutdown();
+    if (!s.ok()) fprintf(stderr, "kindlingd: cleaning up: %s\n", s.message().c_str());
+  }
   // Images after the sandboxes that mounted them (then, by declaration order, the cache and the
   // chunk server).
   if (runtime_builds.joinable()) runtime_builds.join();
   mounter.reset();
   fprintf(stderr, "kindlingd: stopped\n");
-  return 0;
+  return exit_code;
 }

@@ -59,7 +59,7 @@ ChunkCache::~ChunkCache() {
 }
 
 Status ChunkCache::WrongSize(const ChunkRef& ref, size_t got) const {
-  return Status::Coded(kChunkCorrupt, "chunk " + ref.digest.Hex() + " is " + std::to_string(got) +
+  return Status::Corrupt("chunk " + ref.digest.Hex() + " is " + std::to_string(got) +
                                           " bytes but the manifest says " + std::to_string(ref.size));
 }
 
@@ -249,10 +249,10 @@ Result<std::shared_ptr<const std::string>> ChunkCache::Get(const ChunkRef& ref) 
       RememberHandle(d, data);
       return data;
     }
-    if (got.status().code() == kChunkCorrupt) {
+    if (got.status().IsCorrupt()) {
       stats_.corrupt_discarded++;
       EraseDisk(d);  // the store deleted the file; refetch below
-    } else if (got.status().code() == kChunkNotFound) {
+    } else if (got.status().IsNotFound()) {
       EraseDisk(d);  // removed behind our back; refetch below
     } else {
       return got.status();

@@ -79,7 +79,7 @@ class ChunkCache {
   ChunkCache& operator=(const ChunkCache&) = delete;
 
   // The verified bytes of a chunk, from memory, else disk, else the remote (see above). Blocking.
-  // Errors: the remote's (after its bounded retries), kChunkCorrupt if the bytes' size is not
+  // Errors: the remote's (after its bounded retries), Corrupt if the bytes' size is not
   // ref.size (a manifest that lies), or a local I/O error. While the returned handle is alive the
   // chunk is not evicted from disk.
   Result<std::shared_ptr<const std::string>> Get(const ChunkRef& ref);

@@ -122,7 +122,7 @@ TEST_F(ChunkCacheTest, MemoryThenDiskThenRemote) {
   EXPECT_EQ(source->fetches, 1);
   // A ref whose size lies about the chunk is an error, not a short or long read.
   auto wrong = cache->Get({refs[1].digest, 999});
-  EXPECT_EQ(wrong.status().code(), kChunkCorrupt);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kCorrupt);
   std::string text = cache->MetricsText();
   for (const char* name : {"kindling_chunk_cache_memory_hits_total 0", "kindling_chunk_cache_disk_hits_total 1",
                            "kindling_chunk_cache_misses_total", "kindling_chunk_cache_bytes_fetched_total",
@@ -295,7 +295,7 @@ TEST_F(ChunkCacheTest, FetchAllDownloadsEveryMissingChunkOnce) {
   Manifest bad = m;
   bad.chunks.push_back({Sha256Of("not on the server"), 17});
   s = cache->FetchAll(bad);
-  EXPECT_EQ(s.code(), kChunkNotFound);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
   EXPECT_NE(s.message().find(Sha256Of("not on the server").Hex()), std::string::npos) << s.message();
 }
 
@@ -314,7 +314,7 @@ TEST_F(ChunkCacheTest, RemoteDownFailsClearlyInBoundedTime) {
   auto got = cache->Get(refs[0]);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
   ASSERT_FALSE(got.ok());
-  EXPECT_EQ(got.status().code(), kChunkServerUnavailable);
+  EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(got.status().message().find("chunk server http://127.0.0.1:"), std::string::npos);
   EXPECT_EQ(cache->Stats().fetch_errors, 1u);
   EXPECT_FALSE(cache->Contains(refs[0].digest));

@@ -87,9 +87,9 @@ void ChunkClient::GiveBack(std::unique_ptr<Connection> c) {
   if (idle_.size() < 64) idle_.push_back(std::move(c));
 }
 
-Status ChunkClient::Prefixed(const std::string& method, const std::string& target, const char* code,
+Status ChunkClient::Prefixed(const std::string& method, const std::string& target, StatusCode code,
                              const std::string& what) const {
-  return Status::Coded(code, "chunk server " + options_.url + ": " + method + " " + target + ": " + what);
+  return Status::Make(code, "chunk server " + options_.url + ": " + method + " " + target + ": " + what);
 }
 
 Result<ChunkClient::Response> ChunkClient::Call(const std::string& method, const std::string& target,
@@ -97,7 +97,7 @@ Result<ChunkClient::Response> ChunkClient::Call(const std::string& method, const
                                                 const std::function<bool(const std::string&)>& verify) {
   if (!url_error_.ok()) return url_error_;
   std::string last_error = "no attempt made";
-  const char* last_code = kChunkServerUnavailable;
+  StatusCode last_code = StatusCode::kUnavailable;
   int attempts = std::max(1, options_.attempts);
   auto backoff = options_.retry_backoff;
   for (int attempt = 0; attempt < attempts; ++attempt) {
@@ -162,12 +162,12 @@ Result<ChunkClient::Response> ChunkClient::Call(const std::string& method, const
       if (r.status >= 500) {
         if (r.error_code == kChunkCorrupt) return ErrorOf(method, target, r);  // the server discarded it
         last_error = "HTTP " + std::to_string(r.status) + ": " + ErrorOf(method, target, r).message();
-        last_code = kChunkServerUnavailable;
+        last_code = StatusCode::kUnavailable;
         break;
       }
       if (r.status == 200 && verify && !verify(r.body)) {
         last_error = "the bytes received do not match the digest";
-        last_code = kChunkCorrupt;
+        last_code = StatusCode::kCorrupt;
         break;
       }
       return r;
@@ -185,10 +185,10 @@ Status ChunkClient::ErrorOf(const std::string& method, const std::string& target
   else
     message = r.body.substr(0, 200);
   std::string what = "HTTP " + std::to_string(r.status) + (message.empty() ? "" : ": " + message);
-  const char* code = kChunkServerRejected;
-  if (r.error_code == kChunkCorrupt) code = kChunkCorrupt;
-  else if (r.status == 404) code = kChunkNotFound;
-  else if (r.status >= 500) code = kChunkServerUnavailable;
+  StatusCode code = StatusCode::kInvalidArgument;
+  if (r.error_code == kChunkCorrupt) code = StatusCode::kCorrupt;
+  else if (r.status == 404) code = StatusCode::kNotFound;
+  else if (r.status >= 500) code = StatusCode::kUnavailable;
   return Prefixed(method, target, code, what);
 }
 
@@ -227,10 +227,10 @@ Result<std::vector<Digest>> ChunkClient::Missing(const std::vector<Digest>& dige
     if (r->status != 200) return ErrorOf("POST", "/v1/chunks/missing", *r);
     auto doc = json::parse(r->body, nullptr, false);
     if (!doc.is_object() || !doc.contains("missing") || !doc["missing"].is_array())
-      return Prefixed("POST", "/v1/chunks/missing", kChunkServerUnavailable, "malformed answer");
+      return Prefixed("POST", "/v1/chunks/missing", StatusCode::kUnavailable, "malformed answer");
     for (const auto& h : doc["missing"]) {
       std::optional<Digest> d = h.is_string() ? Digest::FromHex(h.get<std::string>()) : std::nullopt;
-      if (!d) return Prefixed("POST", "/v1/chunks/missing", kChunkServerUnavailable, "malformed digest in answer");
+      if (!d) return Prefixed("POST", "/v1/chunks/missing", StatusCode::kUnavailable, "malformed digest in answer");
       missing.push_back(*d);
     }
   }
@@ -249,7 +249,7 @@ Status ChunkClient::Upload(const Manifest& m, const std::function<Result<std::st
     auto data = read_chunk(c);
     if (!data.ok()) return data.status();
     if (data->size() != c.size || Sha256Of(*data) != c.digest)
-      return Status::Coded(kChunkCorrupt, "upload: the bytes read for chunk " + c.digest.Hex() + " do not match it");
+      return Status::Corrupt("upload: the bytes read for chunk " + c.digest.Hex() + " do not match it");
     Status s = Put(c.digest, *data);
     if (!s.ok()) return s;
   }
@@ -258,7 +258,7 @@ Status ChunkClient::Upload(const Manifest& m, const std::function<Result<std::st
 
 namespace {
 Status BadName(const std::string& name) {
-  return Status::Coded(kChunkServerRejected, "invalid image or recording name \"" + name +
+  return Status::InvalidArgument("invalid image or recording name \"" + name +
                                                  "\" (1..200 of [A-Za-z0-9._/+-], no \"..\")");
 }
 }  // namespace
@@ -270,9 +270,9 @@ Result<Manifest> ChunkClient::GetImage(const std::string& name) {
   if (!r.ok()) return r.status();
   if (r->status != 200) return ErrorOf("GET", target, *r);
   auto m = Manifest::Parse(r->body);
-  if (!m.ok()) return Prefixed("GET", target, kChunkCorrupt, m.status().message());
+  if (!m.ok()) return Prefixed("GET", target, StatusCode::kCorrupt, m.status().message());
   if (!r->image_id.empty() && r->image_id != m->Id().Hex())
-    return Prefixed("GET", target, kChunkCorrupt, "manifest does not match its image id " + r->image_id);
+    return Prefixed("GET", target, StatusCode::kCorrupt, "manifest does not match its image id " + r->image_id);
   return m;
 }
 
@@ -300,7 +300,7 @@ Result<std::vector<std::string>> ChunkClient::ListImages() {
   if (r->status != 200) return ErrorOf("GET", "/v1/images", *r);
   auto doc = json::parse(r->body, nullptr, false);
   if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array())
-    return Prefixed("GET", "/v1/images", kChunkServerUnavailable, "malformed answer");
+    return Prefixed("GET", "/v1/images", StatusCode::kUnavailable, "malformed answer");
   std::vector<std::string> names;
   for (const auto& image : doc["images"])
     if (image.is_object() && image.contains("name") && image["name"].is_string())

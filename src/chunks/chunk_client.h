@@ -10,9 +10,9 @@
 // a broken connection, a 5xx answer, and (Fetch) bytes that do not match the digest. Between tries
 // the client sleeps retry_backoff, doubling each time. A pooled connection the server had closed
 // is replaced once without counting as a try. Errors read "chunk server <url>: <method> <path>:
-// <what>" with code kChunkServerUnavailable (retries exhausted), kChunkCorrupt (the server found
-// its copy corrupt, or every try returned wrong bytes), kChunkNotFound (404) or
-// kChunkServerRejected (400/409/413: the request itself is wrong; never retried).
+// <what>" with code kUnavailable (retries exhausted), kCorrupt (the server found its copy
+// corrupt, or every try returned wrong bytes), kNotFound (404) or kInvalidArgument (400/409/413:
+// the request itself is wrong; never retried).
 //
 // Thread safety: every method may be called from any thread concurrently.
 #pragma once
@@ -67,17 +67,17 @@ class ChunkClient : public ChunkSource, public ChunkSink {
   // before sending). Does not put the manifest (PutImage does).
   Status Upload(const Manifest& m, const std::function<Result<std::string>(const ChunkRef&)>& read_chunk);
 
-  // Image manifests by name (IsValidImageName). GetImage: kChunkNotFound if absent. PutImage:
-  // kChunkServerRejected if a chunk is missing on the server (upload first).
+  // Image manifests by name (IsValidImageName). GetImage: NotFound if absent. PutImage:
+  // InvalidArgument if a chunk is missing on the server (upload first).
   Result<Manifest> GetImage(const std::string& name);
   Status PutImage(const std::string& name, const Manifest& m);
-  Status DeleteImage(const std::string& name);  // kChunkNotFound if absent
+  Status DeleteImage(const std::string& name);  // NotFound if absent
   Result<std::vector<std::string>> ListImages();
 
   // Prefetch recordings: opaque JSON documents (at most 4 MiB) by name.
-  Result<std::string> GetRecording(const std::string& name);  // kChunkNotFound if absent
+  Result<std::string> GetRecording(const std::string& name);  // NotFound if absent
   Status PutRecording(const std::string& name, std::string_view json);
-  Status DeleteRecording(const std::string& name);  // kChunkNotFound if absent
+  Status DeleteRecording(const std::string& name);  // NotFound if absent
 
   // POST /v1/gc: {"deleted":N,"bytes_freed":N,"kept":N}.
   Result<std::string> Collect();
@@ -100,7 +100,7 @@ class ChunkClient : public ChunkSource, public ChunkSink {
                         const std::function<bool(const std::string&)>& verify = nullptr);
   // Turns a non-2xx answer into the status described above.
   Status ErrorOf(const std::string& method, const std::string& target, const Response& r) const;
-  Status Prefixed(const std::string& method, const std::string& target, const char* code,
+  Status Prefixed(const std::string& method, const std::string& target, StatusCode code,
                   const std::string& what) const;
   std::unique_ptr<Connection> TakeIdle();
   void GiveBack(std::unique_ptr<Connection> c);

@@ -245,11 +245,11 @@ class ChunkServer::Impl : public HttpHandler {
     auto data = co_await OnPool(std::move(work));
     chunk_gets_++;
     if (!data.ok()) {
-      if (data.status().code() == kChunkNotFound) {
+      if (data.status().IsNotFound()) {
         chunk_misses_++;
         co_return JsonError(404, "chunk " + d.Hex() + " not found", kChunkNotFound);
       }
-      if (data.status().code() == kChunkCorrupt) {
+      if (data.status().IsCorrupt()) {
         corrupt_discarded_++;
         co_return JsonError(500, data.status().message(), kChunkCorrupt);
       }
@@ -280,7 +280,7 @@ class ChunkServer::Impl : public HttpHandler {
     auto work = [this, d, body = std::move(body)] { return store_->Put(d, body); };
     auto s = co_await OnPool(std::move(work));
     if (!s.ok()) {
-      if (s.code() == kChunkCorrupt || s.err() == 0) co_return JsonError(400, s.message());
+      if (s.IsCorrupt() || s.err() == 0) co_return JsonError(400, s.message());
       co_return JsonError(500, s.message());
     }
     chunk_puts_++;
@@ -300,7 +300,7 @@ class ChunkServer::Impl : public HttpHandler {
         std::optional<Digest> d = h.is_string() ? Digest::FromHex(h.get<std::string>()) : std::nullopt;
         if (!d) return JsonError(400, "not a chunk digest in \"digests\"");
         // Touch doubles as the existence check, and keeps what an upload relies on from GC.
-        if (store_->Touch(*d).code() == kChunkNotFound) missing.push_back(d->Hex());
+        if (store_->Touch(*d).IsNotFound()) missing.push_back(d->Hex());
       }
       return JsonOk({{"missing", std::move(missing)}});
     };

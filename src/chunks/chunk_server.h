@@ -35,7 +35,7 @@
 #include <memory>
 #include <string>
 
-#include "api/http_server.h"
+#include "http/http_server.h"
 #include "common/asio.h"
 #include "common/status.h"
 

@@ -137,7 +137,7 @@ Status ChunkStore::Put(const Digest& digest, std::string_view data) {
   if (data.size() > kChunkSize)
     return Status::Error("chunk of " + std::to_string(data.size()) + " bytes is larger than " + std::to_string(kChunkSize));
   if (Sha256Of(data) != digest)
-    return Status::Coded(kChunkCorrupt, "chunk data does not match digest " + digest.Hex());
+    return Status::Corrupt("chunk data does not match digest " + digest.Hex());
   return PutVerified(digest, data);
 }
 
@@ -201,14 +201,14 @@ Status ChunkStore::PutVerified(const Digest& digest, std::string_view data) {
 }
 
 Status ChunkStore::Discard(const Digest& d, const std::string& why) {
-  return Status::Coded(kChunkCorrupt, "chunk " + d.Hex() + " in " + dir_ + " is corrupt (" + why + "); discarded");
+  return Status::Corrupt("chunk " + d.Hex() + " in " + dir_ + " is corrupt (" + why + "); discarded");
 }
 
 Result<std::string> ChunkStore::Get(const Digest& digest) {
   std::string path = PathOf(digest);
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return Status::Coded(kChunkNotFound, "chunk " + digest.Hex() + " not found");
+    if (errno == ENOENT) return Status::NotFound("chunk " + digest.Hex() + " not found");
     return Status::Errno("open " + path);
   }
   struct stat st;
@@ -274,7 +274,7 @@ bool ChunkStore::Has(const Digest& digest) { return access(PathOf(digest).c_str(
 Status ChunkStore::Touch(const Digest& digest) {
   std::string path = PathOf(digest);
   if (utimensat(AT_FDCWD, path.c_str(), nullptr, 0) != 0) {
-    if (errno == ENOENT) return Status::Coded(kChunkNotFound, "chunk " + digest.Hex() + " not found");
+    if (errno == ENOENT) return Status::NotFound("chunk " + digest.Hex() + " not found");
     return Status::Errno("utimensat " + path);
   }
   return Status::Ok();
@@ -284,7 +284,7 @@ Result<double> ChunkStore::AgeSeconds(const Digest& digest) {
   std::string path = PathOf(digest);
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::Coded(kChunkNotFound, "chunk " + digest.Hex() + " not found");
+    if (errno == ENOENT) return Status::NotFound("chunk " + digest.Hex() + " not found");
     return Status::Errno("stat " + path);
   }
   struct timespec now;
@@ -314,7 +314,7 @@ Result<uint64_t> ChunkStore::FileBytes(const Digest& digest) {
   std::string path = PathOf(digest);
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::Coded(kChunkNotFound, "chunk " + digest.Hex() + " not found");
+    if (errno == ENOENT) return Status::NotFound("chunk " + digest.Hex() + " not found");
     return Status::Errno("stat " + path);
   }
   return static_cast<uint64_t>(st.st_size);

@@ -26,11 +26,10 @@
 
 namespace kindling::chunks {
 
-// Error codes (Status::code()) shared by the store, the client and the cache.
+// Error names on the chunk server's wire ({"error_code": ...} of its JSON errors); in a Status
+// they are StatusCode::kNotFound and kCorrupt.
 inline constexpr char kChunkNotFound[] = "ChunkNotFound";
 inline constexpr char kChunkCorrupt[] = "ChunkCorrupt";
-inline constexpr char kChunkServerUnavailable[] = "ChunkServerUnavailable";
-inline constexpr char kChunkServerRejected[] = "ChunkServerRejected";  // 400/409/413 from the server
 
 // Stored chunk file format (all integers little-endian):
 //   offset 0  4 bytes  magic "KCH1"
@@ -65,14 +64,14 @@ class ChunkStore : public ChunkSink {
   // Put for a caller that has just verified data against digest itself (a ChunkClient's Fetch):
   // skips hashing it a second time. Everything else as Put.
   Status PutVerified(const Digest& digest, std::string_view data);
-  // The chunk's bytes, decompressed and verified. Missing: code kChunkNotFound. Digest mismatch,
-  // bad header or undecodable payload: the file is deleted, code kChunkCorrupt.
+  // The chunk's bytes, decompressed and verified. Missing: IsNotFound(). Digest mismatch,
+  // bad header or undecodable payload: the file is deleted, IsCorrupt().
   Result<std::string> Get(const Digest& digest);
   bool Has(const Digest& digest);
   // Sets the chunk's modification time to now (garbage collection's grace period counts from the
-  // last Put or Touch). kChunkNotFound if absent.
+  // last Put or Touch). IsNotFound() if absent.
   Status Touch(const Digest& digest);
-  // Seconds since the chunk's last Put or Touch; kChunkNotFound if absent.
+  // Seconds since the chunk's last Put or Touch; IsNotFound() if absent.
   Result<double> AgeSeconds(const Digest& digest);
   // Deletes the chunk; OK if it was absent.
   Status Remove(const Digest& digest);
@@ -81,7 +80,7 @@ class ChunkStore : public ChunkSink {
   // Bytes of all chunk files (their lengths, headers included), kept as chunks come and go.
   uint64_t StoredBytes() const { return stored_bytes_.load(); }
   uint64_t StoredChunks() const { return stored_chunks_.load(); }
-  // The length of one chunk's file; kChunkNotFound if absent.
+  // The length of one chunk's file; IsNotFound() if absent.
   Result<uint64_t> FileBytes(const Digest& digest);
   const std::string& dir() const { return dir_; }
 
@@ -89,7 +88,7 @@ class ChunkStore : public ChunkSink {
   ChunkStore(std::string dir, ChunkStoreOptions options, int lock_fd)
       : dir_(std::move(dir)), options_(options), lock_fd_(lock_fd) {}
   std::string PathOf(const Digest& d) const;
-  // Deletes a corrupt file and returns the kChunkCorrupt status describing it.
+  // Deletes a corrupt file and returns the Corrupt status describing it.
   Status Discard(const Digest& d, const std::string& why);
   void Forget(uint64_t file_bytes);
 

@@ -53,7 +53,7 @@ TEST_F(ChunkStoreTest, PutGetIdempotentRemoveList) {
   ASSERT_TRUE((*store)->Remove(db).ok());  // absent is fine
   EXPECT_FALSE((*store)->Has(db));
   auto missing = (*store)->Get(db);
-  EXPECT_EQ(missing.status().code(), kChunkNotFound);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_EQ((*store)->StoredChunks(), 1u);
   EXPECT_EQ((*store)->StoredBytes(), 1000 + kChunkHeaderSize);
   // The empty chunk is a valid chunk too.
@@ -68,7 +68,7 @@ TEST_F(ChunkStoreTest, PutVerifiesDigestAndSize) {
   ASSERT_TRUE(store.ok());
   Status s = (*store)->Put(Sha256Of("other"), "data");
   EXPECT_FALSE(s.ok());
-  EXPECT_EQ(s.code(), kChunkCorrupt);
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt);
   EXPECT_TRUE((*store)->List().empty());
   std::string big(kChunkSize + 1, 'x');
   EXPECT_FALSE((*store)->Put(Sha256Of(big), big).ok());
@@ -123,7 +123,7 @@ TEST_F(ChunkStoreTest, CorruptFilesAreDiscardedNeverReturned) {
     ASSERT_TRUE(WriteFile(PathOf(d), file).ok());
     auto got = (*store)->Get(d);
     EXPECT_FALSE(got.ok()) << c.name;
-    EXPECT_EQ(got.status().code(), kChunkCorrupt) << c.name;
+    EXPECT_EQ(got.status().code(), StatusCode::kCorrupt) << c.name;
     EXPECT_FALSE((*store)->Has(d)) << c.name << ": the corrupt file was not deleted";
     // The chunk can be stored again.
     ASSERT_TRUE((*store)->Put(d, c.data).ok()) << c.name;
@@ -163,7 +163,7 @@ TEST_F(ChunkStoreTest, TouchAndAge) {
   EXPECT_GT((*store)->AgeSeconds(d).value(), 999.0);
   ASSERT_TRUE((*store)->Touch(d).ok());
   EXPECT_LT((*store)->AgeSeconds(d).value(), 10.0);
-  EXPECT_EQ((*store)->Touch(Sha256Of("absent")).code(), kChunkNotFound);
+  EXPECT_EQ((*store)->Touch(Sha256Of("absent")).code(), StatusCode::kNotFound);
 }
 
 }  // namespace kindling::chunks

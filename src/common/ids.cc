@@ -24,6 +24,12 @@ std::string NewRequestId() {
   return out;
 }
 
+uint64_t RandomU64() {
+  uint64_t v = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v);
+  return v;
+}
+
 std::string Sha256(std::string_view data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);

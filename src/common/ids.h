@@ -1,6 +1,7 @@
 // Identifiers: request ids (UUID v4 text) and content digests.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -8,6 +9,9 @@ namespace kindling {
 
 // A random RFC 4122 version-4 UUID, lower-case, 36 characters. Thread-safe.
 std::string NewRequestId();
+
+// 64 random bits from the OS's CSPRNG (secrets such as sandbox lease tokens). Thread-safe.
+uint64_t RandomU64();
 
 // Raw 32-byte SHA-256 digest of data.
 std::string Sha256(std::string_view data);

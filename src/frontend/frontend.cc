@@ -99,11 +99,12 @@ awaitable<std::variant<InvokeReply, ApiError>> Frontend::Run(PreparedInvoke p, s
   request.payload = std::move(p.payload);
   request.invoked_arn = std::move(p.invoked_arn);
   request.client_context = std::move(p.client_context);
+  request.function_timeout = std::chrono::seconds(fn.timeout_s);
   request.trace_id = "Root=1-" + request_id.substr(0, 8) + "-" + HexEncode(request_id.substr(9, 12)) +
                      ";Parent=" + request_id.substr(24, 12) + "0000;Sampled=0";
-  auto result = co_await assignment_.Invoke(fn, std::move(request));
+  auto result = co_await RunOnSandbox(fn, request);
   counting_.Release(fn.name);
-  if (!result.ok() && result.status().code() == kScalingThrottled) {
+  if (!result.ok() && result.status().IsThrottled()) {
     metrics_.RecordThrottle(fn.name);
     co_return ApiError{429, "TooManyRequestsException", "Rate Exceeded.", kScalingThrottled};
   }
@@ -122,6 +123,36 @@ awaitable<std::variant<InvokeReply, ApiError>> Frontend::Run(PreparedInvoke p, s
     reply.log_result = Base64Encode(tail);
   }
   co_return reply;
+}
+
+awaitable<Result<InvokeResult>> Frontend::RunOnSandbox(const FunctionConfig& fn, const InvokeRequest& request) {
+  for (int attempt = 0;; ++attempt) {
+    auto lease = co_await assignment_.Acquire(fn);
+    if (!lease.ok()) {
+      const Status& s = lease.status();
+      if (!s.IsFunctionError()) co_return s;
+      InvokeResult failed;  // the function cannot start, e.g. no bootstrap in its package
+      failed.function_error = "Unhandled";
+      failed.cold_start = true;
+      failed.executed_version = fn.version;
+      failed.payload = nlohmann::json{{"errorType", s.lambda_error_type()},
+                                      {"errorMessage", "RequestId: " + request.request_id + " Error: " + s.message()}}
+                           .dump();
+      co_return failed;
+    }
+    // (No co_await inside ?: or &&: GCC 12 miscompiles it.)
+    Result<InvokeResult> result = Status::NotFound("worker " + lease->worker + " is gone");
+    if (WorkerClient* worker = workers_.Find(lease->worker)) result = co_await worker->Invoke(*lease, request);
+    // Not delivered: the worker refused the lease (sandbox gone, stale), could not be reached, or
+    // the runtime ended before taking the event. The function never saw it: it may run elsewhere.
+    const Status& s = result.status();
+    bool undelivered = result.ok() ? result->undelivered
+                                   : s.IsNotFound() || s.IsConflict() || s.code() == StatusCode::kUnavailable;
+    assignment_.Release(*lease, result.ok() && !result->sandbox_gone);
+    if (!undelivered) co_return result;
+    if (attempt == 1)
+      co_return Status::Unavailable("the sandbox ended before its runtime took the event, twice");
+  }
 }
 
 }  // namespace kindling

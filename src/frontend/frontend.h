@@ -1,6 +1,7 @@
 // Frontend: the synchronous invoke entry. Validates the call (function reference, invocation type,
 // payload size and JSON, client context), resolves the function version, admits it through
-// Counting and runs it through the AssignmentService.
+// Counting, takes a sandbox lease from the Assigner and sends the payload to the lease's worker
+// itself (the assignment service never carries payloads).
 //
 // Thread safety: every method runs on the io_context thread.
 #pragma once
@@ -23,6 +24,8 @@ constexpr size_t kMaxSyncPayloadBytes = 6291456;      // 6 MB request
 constexpr size_t kMaxSyncResponseBytes = 6291556;     // what Lambda lets a function return
 constexpr size_t kMaxAsyncPayloadBytes = 1048576;     // 1 MB event (InvocationType Event)
 constexpr size_t kMaxClientContextBytes = 3583;
+// TooManyRequestsException's Reason when a cold start exceeds the function's scaling rate.
+constexpr const char* kScalingThrottled = "FunctionInvocationRateLimitExceeded";
 
 struct InvokeCall {
   std::string function;         // FunctionName path parameter, URL-decoded
@@ -53,9 +56,10 @@ struct InvokeReply {
 
 class Frontend {
  public:
-  Frontend(FunctionRegistry& registry, Counting& counting, AssignmentService& assignment,
-           Metrics& metrics, ArnContext arn)
-      : registry_(registry), counting_(counting), assignment_(assignment), metrics_(metrics), arn_(arn) {}
+  Frontend(FunctionRegistry& registry, Counting& counting, Assigner& assignment,
+           const WorkerDirectory& workers, Metrics& metrics, ArnContext arn)
+      : registry_(registry), counting_(counting), assignment_(assignment), workers_(workers),
+        metrics_(metrics), arn_(arn) {}
 
   // Validates a call and resolves its function version (no side effects): the step the
   // asynchronous path takes before it accepts an event.
@@ -77,10 +81,15 @@ class Frontend {
                                                  AliasRouting routing = AliasRouting::kRouted);
 
  private:
+  // Runs the invocation on a leased sandbox. An event that never reached the function (the
+  // sandbox ended first, or the worker refused the lease) is run once more on a fresh lease.
+  boost::asio::awaitable<Result<InvokeResult>> RunOnSandbox(const FunctionConfig& fn,
+                                                            const InvokeRequest& request);
 
   FunctionRegistry& registry_;
   Counting& counting_;
-  AssignmentService& assignment_;
+  Assigner& assignment_;
+  const WorkerDirectory& workers_;
   Metrics& metrics_;
   ArnContext arn_;
 };

@@ -16,8 +16,8 @@ class ResolveTest : public ::testing::Test {
     auto store = MetadataStore::Open(dir_ + "/m.db");
     ASSERT_TRUE(store.ok());
     registry_ = std::make_unique<FunctionRegistry>(std::move(store).value());
-    assignment_ = std::make_unique<AssignmentService>(io_, placement_, AssignmentOptions{});
-    frontend_ = std::make_unique<Frontend>(*registry_, counting_, *assignment_, metrics_, ArnContext{});
+    assignment_ = std::make_unique<AssignmentService>(io_, workers_, AssignmentOptions{});
+    frontend_ = std::make_unique<Frontend>(*registry_, counting_, *assignment_, workers_, metrics_, ArnContext{});
     FunctionConfig fn;
     fn.name = "f";
     fn.runtime = "provided.al2023";
@@ -40,7 +40,7 @@ class ResolveTest : public ::testing::Test {
 
   std::string dir_;
   boost::asio::io_context io_;
-  Placement placement_;
+  WorkerDirectory workers_;
   Counting counting_{1000};
   Metrics metrics_;
   std::unique_ptr<FunctionRegistry> registry_;

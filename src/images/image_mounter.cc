@@ -159,7 +159,7 @@ Result<std::shared_ptr<ImageLease>> ImageMounter::Acquire(const std::string& nam
     images_.erase(name);
     ++stats_.mount_errors;
     mounted_.notify_all();
-    return Status::Coded(s.code(), "image " + name + ": " + s.message());
+    return s.WithContext("image " + name);
   }
   image->mounted = true;
   image->leases = 1;

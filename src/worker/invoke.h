@@ -1,6 +1,7 @@
 // Messages of the invoke path, shared by frontend, assignment and worker.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace kindling {
@@ -12,6 +13,7 @@ struct InvokeRequest {
   std::string client_context;     // base64 JSON from X-Amz-Client-Context, or ""
   std::string cognito_identity;
   std::string trace_id;
+  std::chrono::milliseconds function_timeout{0};  // the function's Timeout (bounds remote calls)
 };
 
 struct InvokeResult {
@@ -21,6 +23,7 @@ struct InvokeResult {
   std::string executed_version = "$LATEST";
   bool cold_start = false;
   bool undelivered = false;    // the sandbox died before its runtime took the event: safe to retry
+  bool sandbox_gone = false;   // the sandbox did not survive the invocation (timeout, crash, exit)
   double duration_ms = 0;      // from sending the event to the result
 };
 

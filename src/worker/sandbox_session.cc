@@ -129,6 +129,11 @@ void SandboxSession::MarkDead(std::string reason) {
   dead_ = true;
   dead_reason_ = std::move(reason);
   wake_.cancel();
+  if (on_dead_) {
+    auto on_dead = std::move(on_dead_);
+    on_dead_ = nullptr;
+    asio::post(io_, std::move(on_dead));
+  }
 }
 
 awaitable<bool> SandboxSession::WaitUntil(steady_clock::time_point deadline) {

@@ -57,6 +57,9 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
     std::function<void()> over;
   };
   void SetStartHooks(StartHooks hooks) { start_hooks_ = std::move(hooks); }
+  // Runs once, posted to the io thread, when the session becomes dead() (for its owner's
+  // bookkeeping; the session may already be released by then).
+  void OnDead(std::function<void()> on_dead) { on_dead_ = std::move(on_dead); }
   // Keeps thing alive as long as the session (e.g. the image mounts its sandbox uses).
   void Hold(std::shared_ptr<void> thing) { held_.push_back(std::move(thing)); }
 
@@ -81,6 +84,7 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
 
   std::vector<std::shared_ptr<void>> held_;  // destroyed after the sandbox
   StartHooks start_hooks_;
+  std::function<void()> on_dead_;
   boost::asio::io_context& io_;
   std::unique_ptr<Sandbox> sandbox_;
   FunctionConfig fn_;

@@ -66,8 +66,8 @@ std::shared_ptr<FunctionLog> Worker::LogFor(const std::string& function) {
 
 Worker::~Worker() { create_pool_.join(); }
 
-boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSandbox(
-    FunctionConfig fn, std::string initialization_type) {
+boost::asio::awaitable<Result<NewSandbox>> Worker::CreateSandbox(FunctionConfig fn,
+                                                                 std::string initialization_type) {
   auto spec = PrepareSpec(fn, initialization_type);
   if (!spec.ok()) co_return spec.status();
   // Mounting images and creating a sandbox block (network, mount, clone, cgroups, the child's
@@ -85,7 +85,7 @@ boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSa
     c.leases = std::move(leases).value();
     const RuntimeInfo* runtime = FindRuntime(fn.runtime);
     if (!runtime->entrypoint.empty() && !PackageHasExecutable(spec.code_dir, runtime->entrypoint))
-      return Status::Coded("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/" +
+      return Status::FunctionError("Runtime.InvalidEntrypoint", "Couldn't find valid bootstrap(s): [/var/task/" +
                                                             runtime->entrypoint + "]");
     auto sandbox = factory_->Create(spec);
     if (!sandbox.ok()) return Status::Error("sandbox creation failed: " + sandbox.status().message());
@@ -117,14 +117,71 @@ boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> Worker::CreateSa
     };
     session->SetStartHooks(std::move(hooks));
   }
+  session->OnDead([this, id = session->id()] { Forget(id); });
   session->Start();
-  sessions_[session->id()] = session;
-  co_return session;
+  NewSandbox created_sandbox{session->id(), RandomU64()};
+  sessions_[created_sandbox.id] = Owned{std::move(session), created_sandbox.token, 0, false};
+  co_return created_sandbox;
+}
+
+boost::asio::awaitable<bool> Worker::WaitReady(std::string sandbox) {
+  auto it = sessions_.find(sandbox);
+  if (it == sessions_.end()) co_return false;
+  auto session = it->second.session;  // alive across the wait
+  bool ready = co_await session->WaitReady();
+  co_return ready;
+}
+
+boost::asio::awaitable<Result<InvokeResult>> Worker::Invoke(const SandboxLease& lease,
+                                                            const InvokeRequest& request) {
+  auto it = sessions_.find(lease.sandbox);
+  if (it == sessions_.end() || it->second.session->dead())
+    co_return Status::NotFound("sandbox " + lease.sandbox + " is gone");
+  Owned& owned = it->second;
+  if (owned.token != lease.token) co_return Status::Conflict("lease token does not match sandbox " + lease.sandbox);
+  if (lease.sequence <= owned.last_sequence)
+    co_return Status::Conflict("stale lease " + std::to_string(lease.sequence) + " of sandbox " + lease.sandbox +
+                               " (last served " + std::to_string(owned.last_sequence) + ")");
+  if (owned.busy) co_return Status::Conflict("sandbox " + lease.sandbox + " is busy");
+  owned.busy = true;
+  owned.last_sequence = lease.sequence;
+  auto session = owned.session;  // `owned` may be erased while the invocation runs
+  InvokeResult result = co_await session->Invoke(request);
+  result.sandbox_gone = session->dead();
+  if (auto again = sessions_.find(lease.sandbox); again != sessions_.end()) again->second.busy = false;
+  // Freeze once the response is on its way: posted, so the caller's write goes first.
+  if (!result.sandbox_gone) boost::asio::post(io_, [session] { session->Freeze(); });
+  co_return result;
+}
+
+void Worker::Destroy(const std::string& sandbox) {
+  auto it = sessions_.find(sandbox);
+  if (it != sessions_.end()) it->second.session->Destroy();  // its OnDead hook forgets it
+}
+
+void Worker::DestroyAll() {
+  for (auto& [id, owned] : sessions_) owned.session->Destroy();
+}
+
+void Worker::Forget(const std::string& sandbox) {
+  if (sessions_.erase(sandbox) && gone_listener_) gone_listener_(sandbox);
+}
+
+void Worker::ExportGauges(Metrics& metrics) {
+  metrics.ClearGauges("kindling_sandboxes{");
+  std::map<std::string, double> by_state{{"initializing", 0}, {"busy", 0}, {"idle", 0}, {"frozen", 0}};
+  for (const auto& [id, owned] : sessions_) {
+    const SandboxSession& s = *owned.session;
+    if (s.dead()) continue;
+    if (owned.busy) by_state[s.initialized() ? "busy" : "initializing"]++;
+    else by_state[s.frozen() ? "frozen" : s.initialized() ? "idle" : "initializing"]++;
+  }
+  for (const auto& [state, n] : by_state) metrics.SetGauge("kindling_sandboxes{state=\"" + state + "\"}", n);
 }
 
 Result<SandboxSpec> Worker::PrepareSpec(const FunctionConfig& fn, const std::string& initialization_type) {
   const RuntimeInfo* runtime = FindRuntime(fn.runtime);
-  if (!runtime) return Status::Coded("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
+  if (!runtime) return Status::FunctionError("InvalidRuntimeException", "The runtime " + fn.runtime + " is not supported");
 
   char id_buf[64];
   snprintf(id_buf, sizeof id_buf, "%04llx%s", static_cast<unsigned long long>(next_id_++ & 0xffff),
@@ -163,8 +220,7 @@ Result<std::vector<std::shared_ptr<images::ImageLease>>> Worker::MountImages(con
   auto code = opts_.images->Acquire(code_name);
   // A code image the chunk server lacks, or whose copy it found corrupt (and dropped), is
   // published again from the stored package.
-  bool lost = !code.ok() && (code.status().code() == chunks::kChunkNotFound ||
-                             code.status().code() == chunks::kChunkCorrupt);
+  bool lost = !code.ok() && (code.status().IsNotFound() || code.status().IsCorrupt());
   if (lost && opts_.publish_code && opts_.publish_code(fn.code_digest).ok())
     code = opts_.images->Acquire(code_name);
   if (!code.ok()) return Status::Error(code.status().message());
@@ -177,16 +233,12 @@ Result<std::vector<std::shared_ptr<images::ImageLease>>> Worker::MountImages(con
 
 WorkerStats Worker::Stats() {
   WorkerStats stats;
+  stats.memory_capacity_bytes = opts_.memory_capacity_bytes;
   stats.memory_reserved_bytes = reserved_bytes_;  // sandboxes being created
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    auto s = it->second.lock();
-    if (!s || s->dead()) {
-      it = sessions_.erase(it);
-      continue;
-    }
+  for (const auto& [id, owned] : sessions_) {
+    if (owned.session->dead()) continue;
     ++stats.sandboxes;
-    stats.memory_reserved_bytes += uint64_t(s->function().memory_mb) << 20;
-    ++it;
+    stats.memory_reserved_bytes += uint64_t(owned.session->function().memory_mb) << 20;
   }
   return stats;
 }

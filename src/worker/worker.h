@@ -1,6 +1,7 @@
-// Worker: the host agent. Creates sandboxes for function versions (through a SandboxFactory) and
-// hands back sessions the assignment service invokes through. In cluster mode this sits behind an
-// RPC boundary; here it is called in-process with the same plain messages.
+// Worker: the host agent. Creates sandboxes for function versions (through a SandboxFactory), owns
+// their SandboxSessions and runs invocations on them for the holders of valid leases (see
+// WorkerClient, which it implements in-process; in cluster mode an RPC server fronts it). It
+// freezes a sandbox once an invocation is over and its runtime is idle.
 //
 // Thread safety: every method runs on the io_context thread.
 #pragma once
@@ -18,12 +19,14 @@
 #include "images/image_mounter.h"
 #include "sandbox/sandbox.h"
 #include "worker/function_log.h"
+#include "common/metrics.h"
 #include "worker/sandbox_session.h"
+#include "worker/worker_client.h"
 
 namespace kindling {
 
 struct WorkerOptions {
-  std::string name = "local";
+  std::string name = "local";  // the worker's id (WorkerClient::id)
   std::string code_root;     // extracted packages: <code_root>/<digest>/
   std::string logs_root;     // per-function logs: <logs_root>/<function>.log
   std::string init_path;     // host path of the kindling-init binary
@@ -41,24 +44,29 @@ struct WorkerOptions {
   std::function<Status(const std::string& code_digest)> publish_code;
 };
 
-struct WorkerStats {
-  uint64_t sandboxes = 0;
-  uint64_t memory_reserved_bytes = 0;
-};
-
-class Worker {
+class Worker : public WorkerClient {
  public:
   Worker(boost::asio::io_context& io, std::unique_ptr<SandboxFactory> factory, WorkerOptions opts);
-  ~Worker();  // waits for creations in progress
+  ~Worker() override;  // waits for creations in progress
 
-  // Starts a sandbox for fn, already reading its control socket. Its runtime initializes in the
-  // background; the first Invoke waits for it. Errors carry a code when they are the function's
-  // fault (Runtime.InvalidEntrypoint, InvalidRuntimeException); uncoded errors are service errors.
-  // initialization_type: AWS_LAMBDA_INITIALIZATION_TYPE ("on-demand", "provisioned-concurrency").
-  boost::asio::awaitable<Result<std::shared_ptr<SandboxSession>>> CreateSandbox(
-      FunctionConfig fn, std::string initialization_type = "on-demand");
+  // WorkerClient. Function faults are FunctionErrors typed Runtime.InvalidEntrypoint or
+  // InvalidRuntimeException.
+  const std::string& id() const override { return opts_.name; }
+  boost::asio::awaitable<Result<NewSandbox>> CreateSandbox(FunctionConfig fn,
+                                                          std::string initialization_type) override;
+  boost::asio::awaitable<bool> WaitReady(std::string sandbox) override;
+  boost::asio::awaitable<Result<InvokeResult>> Invoke(const SandboxLease& lease,
+                                                     const InvokeRequest& request) override;
+  void Destroy(const std::string& sandbox) override;
+  WorkerStats Stats() override;
+  void OnSandboxGone(std::function<void(const std::string&)> listener) override {
+    gone_listener_ = std::move(listener);
+  }
 
-  WorkerStats Stats();
+  // Destroys every sandbox (shutdown).
+  void DestroyAll();
+  // Publishes sandbox counts by state (initializing, busy, idle, frozen) as gauges.
+  void ExportGauges(Metrics& metrics);
   // Waits for sandbox creations in progress; their results reach the io_context, which must run
   // once more for them to be released. Call first at shutdown.
   void StopCreating() { create_pool_.join(); }
@@ -77,8 +85,19 @@ class Worker {
   boost::asio::io_context& io_;
   std::unique_ptr<SandboxFactory> factory_;
   WorkerOptions opts_;
+  // Ends a sandbox's ownership: erases it and tells the listener (posted: never from inside a
+  // caller's own Destroy or Invoke).
+  void Forget(const std::string& sandbox);
+
   uint64_t next_id_ = 1;
-  std::map<std::string, std::weak_ptr<SandboxSession>> sessions_;
+  struct Owned {
+    std::shared_ptr<SandboxSession> session;
+    uint64_t token = 0;
+    uint64_t last_sequence = 0;  // of the last lease served
+    bool busy = false;
+  };
+  std::map<std::string, Owned> sessions_;
+  std::function<void(const std::string&)> gone_listener_;
   std::map<std::string, std::weak_ptr<FunctionLog>> logs_;
   uint64_t reserved_bytes_ = 0;                 // memory of sandboxes being created
   // Mounts the images of fn's sandbox (on a creation thread) and fills in spec's paths.

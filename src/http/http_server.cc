@@ -1,4 +1,4 @@
-#include "api/http_server.h"
+#include "http/http_server.h"
 
 #include "common/asio.h"
 #include <boost/beast/core.hpp>
@@ -153,6 +153,22 @@ bool IsLoopbackHost(std::string host) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(host, ec);
   return !ec && address.is_loopback();
+}
+
+Result<std::pair<std::string, int>> ParseHostPort(const std::string& text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return Status::InvalidArgument("expected HOST:PORT, got \"" + text + "\"");
+  std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return Status::InvalidArgument("malformed IPv6 host in \"" + text + "\"");
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return Status::InvalidArgument("IPv6 hosts go in brackets: \"" + text + "\"");
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535)
+    return Status::InvalidArgument("expected a port 0-65535 in \"" + text + "\"");
+  return std::make_pair(host, std::stoi(port));
 }
 
 awaitable<void> HttpServer::Serve(tcp::socket socket) {

@@ -46,6 +46,10 @@ struct HttpResponse {
 // reachable from other hosts.
 bool IsLoopbackHost(std::string host);
 
+// "HOST:PORT" (IPv6 hosts in brackets) -> {host without brackets, port 0-65535}; InvalidArgument
+// for anything else. The one parser of listen and peer addresses.
+Result<std::pair<std::string, int>> ParseHostPort(const std::string& text);
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
@@ -54,6 +58,33 @@ class HttpHandler {
   // The response for a request whose body exceeded BodyLimit.
   virtual HttpResponse TooLarge(const std::string& method, const std::string& path) = 0;
   virtual boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) = 0;
+};
+
+// Sends requests whose path starts with a registered prefix to that prefix's handler, the rest to
+// the default one (a node serving the Lambda API and RPC routes on one listener).
+class HttpRouter : public HttpHandler {
+ public:
+  explicit HttpRouter(HttpHandler& fallback) : fallback_(fallback) {}
+  void Route(std::string prefix, HttpHandler& handler) { routes_.emplace_back(std::move(prefix), &handler); }
+  size_t BodyLimit(const std::string& method, const std::string& path) override {
+    return For(path).BodyLimit(method, path);
+  }
+  HttpResponse TooLarge(const std::string& method, const std::string& path) override {
+    return For(path).TooLarge(method, path);
+  }
+  boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) override {
+    HttpResponse r = co_await For(request.path).Handle(request);
+    co_return r;
+  }
+
+ private:
+  HttpHandler& For(const std::string& path) {
+    for (auto& [prefix, handler] : routes_)
+      if (path.rfind(prefix, 0) == 0) return *handler;
+    return fallback_;
+  }
+  HttpHandler& fallback_;
+  std::vector<std::pair<std::string, HttpHandler*>> routes_;
 };
 
 struct HttpLimits {
