@@ -3,11 +3,13 @@
 # for its tests:
 #   bash scripts/cluster.sh up DIR [--workers N] [--frontends N]
 #   bash scripts/cluster.sh down DIR
-# `up` starts a 3-member etcd, one frontend node (Lambda API + assignment + the chunk server its
-# workers load images from) and N worker nodes (default 2), each a kindlingd with its own data dir
-# under DIR; it returns once every worker has joined the fleet, and writes DIR/cluster.json:
+# `up` starts a 3-member etcd, one frontend node (the Lambda API and the chunk server its workers
+# load images from), 3 assignment nodes (every partition: a leader and two followers) and N worker
+# nodes (default 2), each a kindlingd with its own data dir under DIR; it returns once every worker
+# has joined the fleet and every partition has a leader, and writes DIR/cluster.json:
 #   {"etcd": [{"pid", "url"}], "nodes": [{"id", "roles", "pid", "url"}], "credentials": PATH}
 # KINDLING_CHUNK_SERVER=URL makes every node use that chunk server (default: the frontend's own);
+# KINDLING_PARTITIONS sets the partition count (default 16);
 # KINDLING_CLUSTER_ARGS adds flags to every kindlingd.
 # `down` stops everything `up` started (SIGTERM, then SIGKILL after 20 s) and checks that no
 # process, mount or cgroup of the cluster is left. docs/cluster.md describes the roles and flags.
@@ -24,7 +26,7 @@ wait_for() { local deadline=$((SECONDS + $2)); until eval "$1" >/dev/null 2>&1; 
 
 up() {
   local dir=$1; shift
-  local workers=2 frontends=1
+  local workers=2 frontends=1 partitions=${KINDLING_PARTITIONS:-16}
   while (($#)); do
     case $1 in
       --workers) workers=$2; shift 2 ;;
@@ -91,9 +93,12 @@ up() {
   else
     chunk_args=(--chunk-server "$chunk_url")
   fi
-  start_node frontend-1 frontend,assignment "$fport" "${chunk_args[@]}" ${KINDLING_CLUSTER_ARGS:-}
+  start_node frontend-1 frontend "$fport" "${chunk_args[@]}" ${KINDLING_CLUSTER_ARGS:-}
   wait_for "grep -q 'joined the cluster' '$dir/frontend-1.log'" 60 ||
     fail "$dir" "frontend-1 did not start:" "$dir/frontend-1.log"
+  for a in 1 2 3; do
+    start_node "assignment-$a" assignment "$(free_port)" --partitions "$partitions" ${KINDLING_CLUSTER_ARGS:-}
+  done
   for ((w = 1; w <= workers; w++)); do
     start_node "worker-$w" worker "$(free_port)" --chunk-server "$chunk_url" ${KINDLING_CLUSTER_ARGS:-}
   done
@@ -101,13 +106,52 @@ up() {
     wait_for "grep -q 'worker worker-$w joined' '$dir/frontend-1.log'" 60 ||
       fail "$dir" "worker-$w did not join:" "$dir/worker-$w.log"
   done
+  # Serving: every partition has a leader that took it over, and leadership has spread over the
+  # three assignment nodes (no node leads more than its share).
+  wait_for "((\$(led_partitions '$dir') == $partitions))" 60 ||
+    fail "$dir" "not every partition got a leader:" "$dir/assignment-1.log"
+  wait_for "spread '${etcd_urls[0]}' $partitions 3" 60 ||
+    fail "$dir" "partition leadership did not spread:" "$dir/assignment-1.log"
+  local kind pid url id
+  while read -r kind pid url id; do
+    kill -0 "$pid" 2>/dev/null || fail "$dir" "${id:-etcd $url} exited:" "$dir/${id:-frontend-1}.log"
+  done <"$dir/pids"
   cat >"$dir/cluster.json" <<EOF
 {"etcd": [$etcd_json],
  "nodes": [$nodes_json],
  "credentials": "$dir/frontend-1/credentials",
  "cluster_key": "$dir/cluster-key"}
 EOF
-  echo "cluster.sh: up: $workers worker(s), frontend http://127.0.0.1:$fport, etcd $etcd_list; $dir/cluster.json"
+  echo "cluster.sh: up: frontend http://127.0.0.1:$fport, 3 assignment nodes ($partitions partitions), $workers worker(s), etcd $etcd_list; $dir/cluster.json"
+}
+
+# How many distinct partitions the assignment nodes of cluster $1 have taken over (ever).
+led_partitions() {
+  cat "$1"/assignment-*.log 2>/dev/null | grep -o 'leads partition [0-9]*' | sort -u | wc -l
+}
+
+# True when, in the etcd at $1, each of the $2 partitions has a leader and none of the $3 nodes
+# leads more than ceil($2 / $3) of them (the leader: the key with the lowest create revision).
+spread() {
+  /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import base64, json, sys, urllib.request
+url, partitions, nodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+prefix = b"/kindling/assignment/partitions/"
+body = json.dumps({"key": base64.b64encode(prefix).decode(),
+                   "range_end": base64.b64encode(prefix[:-1] + b"0").decode()}).encode()
+kvs = json.load(urllib.request.urlopen(urllib.request.Request(url + "/v3/kv/range", data=body), timeout=5)).get("kvs", [])
+best = {}
+for kv in kvs:
+    p, node = base64.b64decode(kv["key"]).decode()[len(prefix):].split("/", 1)
+    rev = int(kv["create_revision"])
+    if p not in best or rev < best[p][0]:
+        best[p] = (rev, node)
+leads = {}
+for rev, node in best.values():
+    leads[node] = leads.get(node, 0) + 1
+share = -(-partitions // nodes)
+sys.exit(0 if len(best) == partitions and len(leads) == nodes and max(leads.values()) <= share else 1)
+PY
 }
 
 # Reports why `up` failed (with the log's tail), stops what it started, exits 1.

@@ -121,11 +121,16 @@ awaitable<HttpResponse> LambdaApi::Handle(HttpRequest& req) {
     if (m == "GET") resp = GetFunctionConcurrency(req, name);
     else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
   } else if (auto name = FunctionSubresource(path, "/2019-09-30/functions/", "/provisioned-concurrency"); !name.empty()) {
-    if (m == "PUT") resp = PutProvisionedConcurrency(req, name);
+    if (!options_.provisioned_concurrency)
+      resp = ErrorResponse(ApiError::InvalidParameter("Provisioned concurrency is not available in Kindling's cluster "
+                                                      "mode yet (docs/cluster.md)."), request_id);
+    else if (m == "PUT") resp = PutProvisionedConcurrency(req, name);
     else if (m == "GET" && req.Query("List") == "ALL") resp = ListProvisionedConcurrency(req, name);
     else if (m == "GET") resp = GetProvisionedConcurrency(req, name);
     else if (m == "DELETE") resp = DeleteProvisionedConcurrency(req, name);
     else resp = ErrorResponse({405, "MethodNotAllowedException", "Method not allowed", ""}, request_id);
+  } else if (path == "/kindling/cluster" && m == "GET" && options_.cluster_view) {
+    resp = JsonResponse(200, options_.cluster_view(req.Query("function")));
   } else if (path.rfind("/kindling/code/", 0) == 0 && m == "GET") {
     resp = GetCode(std::string(path.substr(15)));
   } else if (path == "/kindling/queues" || path.rfind("/kindling/queues/", 0) == 0) {

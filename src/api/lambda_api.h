@@ -32,6 +32,11 @@ struct LambdaApiOptions {
   const SigV4Verifier* auth = nullptr;
   // With auth on, GET /metrics stays unauthenticated (kindlingd: only when listening on loopback).
   bool metrics_unauthenticated = true;
+  // GET /kindling/cluster: the cluster's state as JSON (function: the ?function= parameter, or "");
+  // null outside cluster mode (404).
+  std::function<nlohmann::json(const std::string& function)> cluster_view;
+  // Provisioned concurrency configurations are accepted (cluster mode does not run them yet).
+  bool provisioned_concurrency = true;
   // Turns an extracted package into the image workers mount at /var/task (blocking; optional).
   std::function<Status(const CodePackage&)> publish_code;
 };

@@ -52,6 +52,13 @@ awaitable<Result<AssignmentService::Sandbox>> AssignmentService::StartSandbox(Fu
       }
       if (!created.ok()) co_return created.status();
       Sandbox sandbox{worker_id, created->id, created->token};
+      if (journal_ && !stopped_) {
+        Status journaled = co_await journal_->Created(fn, worker_id, created->id, created->token);
+        if (!journaled.ok()) {
+          if (WorkerClient* w = workers_.Find(worker_id)) w->Destroy(created->id);  // never journaled
+          co_return journaled;
+        }
+      }
       if (stopped_) {
         DestroyOnWorker(sandbox);
         co_return Status::Unavailable("kindlingd is shutting down");
@@ -75,7 +82,37 @@ AssignmentService::Pool& AssignmentService::PoolFor(const FunctionConfig& fn) {
 }
 
 void AssignmentService::DestroyOnWorker(const Sandbox& sandbox) {
-  if (WorkerClient* w = workers_.Find(sandbox.worker)) w->Destroy(sandbox.id);
+  if (!journal_) {
+    if (WorkerClient* w = workers_.Find(sandbox.worker)) w->Destroy(sandbox.id);
+    return;
+  }
+  asio::co_spawn(io_, [this, worker = sandbox.worker, id = sandbox.id]() -> asio::awaitable<void> {
+    SandboxJournal* journal = journal_;
+    if (journal) co_await journal->Ended(worker, id);
+    if (WorkerClient* w = workers_.Find(worker)) w->Destroy(id);
+  }, asio::detached);
+}
+
+void AssignmentService::Adopt(const FunctionConfig& fn, const std::string& worker, const std::string& sandbox,
+                              uint64_t token, uint64_t last_sequence, bool busy) {
+  Pool& pool = PoolFor(fn);
+  Sandbox s{worker, sandbox, token, last_sequence, true, false, options_.now()};
+  std::string key = SandboxKey(worker, sandbox);
+  if (busy) {
+    pool.leased[key] = std::move(s);
+    leased_[key] = &pool;
+  } else {
+    pool.idle.push_back(std::move(s));
+  }
+}
+
+void AssignmentService::Forget() {
+  leased_.clear();
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    it->second->idle.clear();
+    it->second->leased.clear();
+    it = it->second->starting == 0 ? pools_.erase(it) : std::next(it);  // starting: held by coroutines
+  }
 }
 
 bool AssignmentService::EvictLeastRecentlyUsed() {

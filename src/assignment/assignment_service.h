@@ -53,9 +53,32 @@ class Assigner {
   virtual void Release(const SandboxLease& lease, bool sandbox_alive) = 0;
 };
 
+// The durable record of the sandboxes an assignment service owns (cluster mode: its partition's
+// journal in etcd). The service records a sandbox's creation before it leases it for the first
+// time, and its end before it asks the worker to destroy it; busy/idle flips are not recorded.
+class SandboxJournal {
+ public:
+  virtual ~SandboxJournal() = default;
+  // Conflict when this service may no longer write (it lost its partition); other errors when the
+  // journal cannot be reached. Either way the new sandbox is destroyed and not leased.
+  virtual boost::asio::awaitable<Status> Created(const FunctionConfig& fn, const std::string& worker,
+                                                 const std::string& sandbox, uint64_t token) = 0;
+  virtual boost::asio::awaitable<void> Ended(const std::string& worker, const std::string& sandbox) = 0;
+};
+
 class AssignmentService : public Assigner {
  public:
   AssignmentService(boost::asio::io_context& io, WorkerDirectory& workers, AssignmentOptions options);
+  // Journals lifecycle changes (not owned; null: embedded mode, no journal).
+  void SetJournal(SandboxJournal* journal) { journal_ = journal; }
+  // Takes over a sandbox a previous owner journaled (failover): idle, or leased by an invocation
+  // that is still running, whose holder gives it back with `last_sequence`. New leases continue
+  // after last_sequence, so the worker accepts them.
+  void Adopt(const FunctionConfig& fn, const std::string& worker, const std::string& sandbox, uint64_t token,
+             uint64_t last_sequence, bool busy);
+  // Drops every record without touching the sandboxes (another service owns them now, e.g. after
+  // this node lost its partition); the service stays usable.
+  void Forget();
 
   boost::asio::awaitable<Result<SandboxLease>> Acquire(const FunctionConfig& fn) override;
   void Release(const SandboxLease& lease, bool sandbox_alive) override;
@@ -147,6 +170,7 @@ class AssignmentService : public Assigner {
   bool TakeScalingToken(const std::string& function);
   // Destroys the idle sandbox unused for longest; false when none is idle.
   bool EvictLeastRecentlyUsed();
+  // Journals the end (if journaling), then asks the worker to destroy the sandbox.
   void DestroyOnWorker(const Sandbox& sandbox);
   void ReapIdle();
   boost::asio::awaitable<void> MaintenanceLoop();
@@ -168,6 +192,7 @@ class AssignmentService : public Assigner {
   std::map<std::pair<std::string, std::string>, int> creating_;  // (function, worker) -> creations in flight
   std::map<std::pair<std::string, std::string>, Provision> provisioned_;  // (function, qualifier)
   ProvisionResolver resolver_;
+  SandboxJournal* journal_ = nullptr;
 };
 
 }  // namespace kindling

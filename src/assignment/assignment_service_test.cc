@@ -325,6 +325,66 @@ TEST_F(AssignmentTest, ProvisionedSandboxThatFailsInitIsReportedFailed) {
   EXPECT_EQ(w.live.size(), 0u);
 }
 
+// A journal that records what it is told and can be made to refuse (a lost partition).
+class FakeJournal : public SandboxJournal {
+ public:
+  asio::awaitable<Status> Created(const FunctionConfig& fn, const std::string& worker, const std::string& sandbox,
+                                  uint64_t token) override {
+    if (!refuse.ok()) co_return refuse;
+    log.push_back("created " + worker + "/" + sandbox + " " + fn.name);
+    co_return Status::Ok();
+  }
+  asio::awaitable<void> Ended(const std::string& worker, const std::string& sandbox) override {
+    log.push_back("ended " + worker + "/" + sandbox);
+    co_return;
+  }
+  Status refuse;
+  std::vector<std::string> log;
+};
+
+TEST_F(AssignmentTest, LifecycleIsJournaledBeforeItIsActedOn) {
+  FakeWorker w("w1", 4096);
+  workers_.Add(&w);
+  FakeJournal journal;
+  assignment_->SetJournal(&journal);
+  auto lease = Acquire(Fn("f"));
+  ASSERT_TRUE(lease.ok());
+  EXPECT_EQ(journal.log, std::vector<std::string>{"created w1/" + lease->sandbox + " f"});
+  assignment_->Release(*lease, false);
+  RunPending();
+  EXPECT_EQ(journal.log.back(), "ended w1/" + lease->sandbox);
+  EXPECT_EQ(w.destroyed, std::vector<std::string>{lease->sandbox});
+  // Not journaled (the partition was lost): destroyed, never leased.
+  journal.refuse = Status::Conflict("not the leader of partition 3");
+  auto refused = Acquire(Fn("f"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().IsConflict());
+  EXPECT_EQ(w.live.size(), 0u);
+  EXPECT_EQ(assignment_->CountsFor("f").leased, 0);
+}
+
+TEST_F(AssignmentTest, AdoptedSandboxesServeOnAndTheirRunningLeasesComeBack) {
+  FakeWorker w("w1", 4096);
+  workers_.Add(&w);
+  // What a previous leader left: two sandboxes, one idle, one running an invocation (lease 7).
+  w.live["sb-idle"] = {128, 11, 4, "f", false};
+  w.live["sb-busy"] = {128, 12, 7, "f", true};
+  assignment_->Adopt(Fn("f"), "w1", "sb-idle", 11, 4, false);
+  assignment_->Adopt(Fn("f"), "w1", "sb-busy", 12, 7, true);
+  auto lease = Acquire(Fn("f"));
+  ASSERT_TRUE(lease.ok());
+  EXPECT_EQ(lease->sandbox, "sb-idle");
+  EXPECT_EQ(lease->sequence, 5u);  // after what the worker last served
+  EXPECT_FALSE(lease->cold);
+  assignment_->Release({"w1", "sb-busy", 12, 7, false}, true);  // the old leader's lease comes back
+  EXPECT_EQ(assignment_->CountsFor("f").idle, 1);
+  EXPECT_EQ(w.created, 0);
+  assignment_->Forget();
+  EXPECT_EQ(assignment_->CountsFor("f").idle, 0);
+  EXPECT_EQ(assignment_->CountsFor("f").leased, 0);
+  EXPECT_EQ(w.live.size(), 2u);  // forgotten, not destroyed
+}
+
 TEST_F(AssignmentTest, ShutdownDestroysEverythingAndRefusesLeases) {
   FakeWorker w("w1", 4096);
   workers_.Add(&w);

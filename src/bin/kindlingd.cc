@@ -25,7 +25,11 @@
 #include "http/http_server.h"
 #include "api/lambda_api.h"
 #include "cluster/etcd_client.h"
+#include "cluster/assignment_node.h"
+#include "cluster/cluster_view.h"
+#include "cluster/election.h"
 #include "cluster/fleet.h"
+#include "cluster/journal.h"
 #include "rpc/rpc.h"
 #include "worker/remote_worker.h"
 #include "worker/worker_server.h"
@@ -221,10 +225,14 @@ int main(int argc, char** argv) {
   app.add_option("--image-readahead-kb", image_readahead_kb,
                  "Readahead of image mounts in KiB: what a start reads ahead is recorded and laid out with it (-1: the kernel's 128)")->capture_default_str();
   std::string roles_text, etcd_text, node_id, advertise_url, cluster_key_file;
+  int partitions = 16;
   app.add_option("--role", roles_text,
-                 "Cluster mode: this node's roles, comma-separated: frontend,assignment (the Lambda API and "
-                 "sandbox assignment) and/or worker (runs sandboxes). Default: embedded, every role, no etcd");
+                 "Cluster mode: this node's roles, comma-separated: frontend (the Lambda API), assignment "
+                 "(leads and follows assignment partitions), worker (runs sandboxes). Default: embedded, "
+                 "every role in this process, no etcd");
   app.add_option("--etcd", etcd_text, "Cluster mode: etcd client URLs, comma-separated");
+  app.add_option("--partitions", partitions,
+                 "Cluster mode: assignment partitions (the same on every node)")->check(CLI::Range(1, 1024))->capture_default_str();
   app.add_option("--node-id", node_id, "Cluster mode: this node's id (default: worker-/frontend-PORT)");
   app.add_option("--advertise-url", advertise_url,
                  "Cluster mode: the URL other nodes reach this node at (default: http://<--listen>)");
@@ -250,11 +258,9 @@ int main(int argc, char** argv) {
   }
   auto has_role = [&](const char* r) { return std::find(roles.begin(), roles.end(), r) != roles.end(); };
   const bool cluster = !roles.empty();
-  const bool run_frontend = !cluster || has_role("frontend") || has_role("assignment");
+  const bool run_frontend = !cluster || has_role("frontend");
+  const bool run_assignment = cluster && has_role("assignment");  // embedded: the frontend's own service
   const bool run_worker = !cluster || has_role("worker");
-  if (cluster && has_role("frontend") != has_role("assignment"))
-    return Fail("--role: frontend and assignment run together on one node in this version (partitioned "
-                "assignment nodes are not built yet; see docs/cluster.md)");
   std::vector<std::string> etcd_endpoints;
   for (size_t start = 0; !etcd_text.empty() && start <= etcd_text.size();) {
     size_t comma = etcd_text.find(',', start);
@@ -267,7 +273,8 @@ int main(int argc, char** argv) {
   if (!cluster && !etcd_endpoints.empty()) return Fail("--etcd needs --role (embedded mode uses no etcd)");
   if (cluster && run_worker && !run_frontend && images_mode == "on" && chunk_server_url.empty())
     return Fail("a worker node needs --chunk-server URL (the chunk server the frontends publish code to)");
-  if (node_id.empty()) node_id = std::string(run_frontend ? "frontend-" : "worker-") + std::to_string(port);
+  if (node_id.empty())
+    node_id = std::string(run_frontend ? "frontend-" : run_assignment ? "assignment-" : "worker-") + std::to_string(port);
   if (advertise_url.empty()) advertise_url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   if (auth_mode == "off" && !loopback && !allow_unauthenticated)
     return Fail("refusing to listen on non-loopback address " + host +
@@ -361,7 +368,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<images::ImageMounter> mounter;
   std::unique_ptr<images::ImagePublisher> publisher;
   std::jthread runtime_builds;
-  if (images_mode == "on") {
+  if (images_mode == "on" && (run_worker || run_frontend)) {  // assignment-only nodes hold no images
     if (chunk_server_url.empty()) {
       auto chunk_address = ParseHostPort(chunk_listen);
       if (!chunk_address.ok()) return Fail("--chunk-listen: " + chunk_address.status().message());
@@ -434,64 +441,21 @@ int main(int argc, char** argv) {
   if (worker && !cluster) workers.Add(worker.get());  // cluster mode: workers come from the fleet
 
   Metrics metrics;
-  std::unique_ptr<AssignmentService> assignment;
-  std::unique_ptr<Counting> counting;
-  std::unique_ptr<Frontend> frontend;
-  std::unique_ptr<LambdaApi> api;
-  std::unique_ptr<AsyncInvoker> async;
-  if (run_frontend) {
-    AssignmentOptions aopts;
-    aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
-    aopts.scaling_limit = scaling_limit;
-    aopts.scaling_window = std::chrono::milliseconds(static_cast<int64_t>(scaling_window_s * 1000));
-    assignment = std::make_unique<AssignmentService>(io, workers, aopts);
-    if (worker && !cluster)
-      worker->OnSandboxGone([&, w = worker.get()](const std::string& id) { assignment->SandboxGone(w->id(), id); });
-    assignment->Start();
-    counting = std::make_unique<Counting>(account_concurrency);
-    for (std::string after;;) {  // reservations survive restarts
-      auto page = registry->store().List("$LATEST", after, 1000);
-      if (!page.ok() || page->empty()) break;
-      for (const FunctionConfig& fn : *page)
-        if (fn.reserved_concurrency >= 0) counting->SetReserved(fn.name, fn.reserved_concurrency);
-      after = page->back().name;
-    }
-    frontend = std::make_unique<Frontend>(*registry, *counting, *assignment, workers, metrics, arn);
-    // Provisioned concurrency follows what its qualifier resolves to (an alias may move), and
-    // survives restarts.
-    assignment->SetProvisionResolver([&](const std::string& function, const std::string& qualifier)
-                                         -> std::optional<FunctionConfig> {
-      auto resolved = frontend->Resolve({function, qualifier, "", ""}, Frontend::AliasRouting::kPrimary);
-      if (auto* fn = std::get_if<FunctionConfig>(&resolved)) return *fn;
-      return std::nullopt;
-    });
-    if (auto provisioned = registry->store().ListProvisioned(""); provisioned.ok())
-      for (const auto& p : *provisioned) assignment->SetProvisioned(p.function, p.qualifier, p.requested);
-    LambdaApiOptions api_opts;
-    api_opts.arn = arn;
-    api_opts.code_root = wopts.code_root;
-    api_opts.auth = verifier.get();
-    api_opts.metrics_unauthenticated = loopback;
-    if (publisher)
-      api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
-        return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();
-      };
-    api = std::make_unique<LambdaApi>(io, *registry, *frontend, *counting, *assignment, worker.get(), metrics, api_opts);
-    // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
-    async_opts.arn = arn;
-    auto opened = AsyncInvoker::Open(io, data_dir + "/events.db", *frontend, metrics, async_opts);
-    if (!opened.ok()) return Fail(opened.status().message());
-    async = std::move(opened).value();
-    api->SetAsync(async.get());
-    async->Start();
-  }
+  AssignmentOptions aopts;
+  aopts.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(idle_timeout_s * 1000));
+  aopts.scaling_limit = scaling_limit;
+  aopts.scaling_window = std::chrono::milliseconds(static_cast<int64_t>(scaling_window_s * 1000));
 
-  // Cluster mode: RPC for the worker role, the fleet registry in etcd, remote workers.
-  std::unique_ptr<WorkerServer> worker_server;
-  if (cluster && worker) worker_server = std::make_unique<WorkerServer>(*worker, cluster_key);
+  // Cluster mode: etcd, this node's registration, partition elections (assignment nodes campaign,
+  // frontends observe), the journal replica, RPC servers for the roles this node has.
   HttpClient rpc_http(io);
   std::unique_ptr<cluster::EtcdClient> etcd;
   std::unique_ptr<cluster::Registration> registration;
+  std::unique_ptr<cluster::PartitionElections> elections;
+  std::unique_ptr<cluster::JournalReplica> journal_replica;
+  std::unique_ptr<cluster::AssignmentNode> assignment_node;
+  std::unique_ptr<cluster::RemoteAssigner> remote_assigner;
+  std::unique_ptr<WorkerServer> worker_server;
   std::unique_ptr<cluster::FleetView> fleet;
   std::map<std::string, std::shared_ptr<RemoteWorker>> remote_workers;
   if (cluster) {
@@ -507,40 +471,123 @@ int main(int argc, char** argv) {
                                    st.memory_capacity_bytes >> 20, load[0]};
       };
     registration = std::make_unique<cluster::Registration>(io, *etcd, self, worker_stats);
-    if (run_frontend) {
-      cluster::FleetView::Callbacks cb;
-      cb.worker_up = [&](const cluster::WorkerInfo& info) {
-        auto it = remote_workers.find(info.id);
-        if (it != remote_workers.end() && it->second->url() == info.url) return;
-        if (it != remote_workers.end()) it->second->Stop();
-        auto remote = std::make_shared<RemoteWorker>(io, rpc_http, info.id, info.url, cluster_key);
-        remote->OnSandboxGone([&, id = info.id](const std::string& sandbox) { assignment->SandboxGone(id, sandbox); });
-        remote->Start();
-        remote_workers[info.id] = remote;
-        workers.Add(remote.get());
-        fprintf(stderr, "kindlingd: worker %s joined (%s)\n", info.id.c_str(), info.url.c_str());
-      };
-      cb.worker_down = [&](const std::string& id) {
-        auto it = remote_workers.find(id);
-        if (it == remote_workers.end()) return;
-        workers.Remove(id);
-        assignment->WorkerGone(id);
-        it->second->Stop();
-        remote_workers.erase(it);
-        fprintf(stderr, "kindlingd: worker %s left the fleet; its sandboxes are forgotten\n", id.c_str());
-      };
-      fleet = std::make_unique<cluster::FleetView>(io, *etcd, cb);
+    if (worker) worker_server = std::make_unique<WorkerServer>(*worker, cluster_key);
+    if (run_frontend || run_assignment) {
+      cluster::PartitionElections::Options eo;
+      eo.partitions = partitions;
+      if (run_assignment) {
+        eo.node = node_id;
+        eo.url = advertise_url;
+        eo.lease_alive = [&] { return registration->LeaseAlive(); };
+      }
+      elections = std::make_unique<cluster::PartitionElections>(io, *etcd, eo);
     }
+    if (run_assignment) {
+      journal_replica = std::make_unique<cluster::JournalReplica>(io, *etcd, partitions);
+      assignment_node = std::make_unique<cluster::AssignmentNode>(io, workers, *etcd, *elections, *journal_replica,
+                                                                  node_id, cluster_key, aopts);
+      elections->OnLeadership([&](int p, bool leading) { assignment_node->OnLeadership(p, leading); });
+      registration->OnNewLease([&](int64_t lease) {
+        asio::co_spawn(io, elections->Recampaign(lease), asio::detached);
+      });
+    }
+    if (run_frontend) remote_assigner = std::make_unique<cluster::RemoteAssigner>(io, rpc_http, *elections, cluster_key);
+  }
+
+  std::unique_ptr<AssignmentService> assignment;
+  std::unique_ptr<Counting> counting;
+  std::unique_ptr<Frontend> frontend;
+  std::unique_ptr<LambdaApi> api;
+  std::unique_ptr<AsyncInvoker> async;
+  if (run_frontend) {
+    // Embedded: the frontend's own assignment service. Cluster: partition leaders over RPC; the
+    // local service only answers the control plane's drain calls (nothing to drain here).
+    assignment = std::make_unique<AssignmentService>(io, workers, aopts);
+    if (worker && !cluster)
+      worker->OnSandboxGone([&, w = worker.get()](const std::string& id) { assignment->SandboxGone(w->id(), id); });
+    if (!cluster) assignment->Start();
+    Assigner& assigner = remote_assigner ? static_cast<Assigner&>(*remote_assigner) : *assignment;
+    counting = std::make_unique<Counting>(account_concurrency);
+    for (std::string after;;) {  // reservations survive restarts
+      auto page = registry->store().List("$LATEST", after, 1000);
+      if (!page.ok() || page->empty()) break;
+      for (const FunctionConfig& fn : *page)
+        if (fn.reserved_concurrency >= 0) counting->SetReserved(fn.name, fn.reserved_concurrency);
+      after = page->back().name;
+    }
+    frontend = std::make_unique<Frontend>(*registry, *counting, assigner, workers, metrics, arn);
+    // Provisioned concurrency follows what its qualifier resolves to (an alias may move), and
+    // survives restarts.
+    assignment->SetProvisionResolver([&](const std::string& function, const std::string& qualifier)
+                                         -> std::optional<FunctionConfig> {
+      auto resolved = frontend->Resolve({function, qualifier, "", ""}, Frontend::AliasRouting::kPrimary);
+      if (auto* fn = std::get_if<FunctionConfig>(&resolved)) return *fn;
+      return std::nullopt;
+    });
+    if (!cluster)
+      if (auto provisioned = registry->store().ListProvisioned(""); provisioned.ok())
+        for (const auto& p : *provisioned) assignment->SetProvisioned(p.function, p.qualifier, p.requested);
+    LambdaApiOptions api_opts;
+    api_opts.arn = arn;
+    api_opts.code_root = wopts.code_root;
+    api_opts.auth = verifier.get();
+    api_opts.metrics_unauthenticated = loopback;
+    api_opts.provisioned_concurrency = !cluster;
+    if (publisher)
+      api_opts.publish_code = [p = publisher.get()](const CodePackage& pkg) {
+        return p->PublishTree(pkg.dir, images::CodeImageName(pkg.digest_hex)).status();
+      };
+    if (cluster)
+      api_opts.cluster_view = [&](const std::string& function) {
+        return cluster::ClusterView(*elections, fleet.get(), function);
+      };
+    api = std::make_unique<LambdaApi>(io, *registry, *frontend, *counting, *assignment, worker.get(), metrics, api_opts);
+    // Asynchronous invocation: its own durable queue, <data-dir>/events.db.
+    async_opts.arn = arn;
+    auto opened = AsyncInvoker::Open(io, data_dir + "/events.db", *frontend, metrics, async_opts);
+    if (!opened.ok()) return Fail(opened.status().message());
+    async = std::move(opened).value();
+    api->SetAsync(async.get());
+    async->Start();
+  }
+
+  // Cluster mode: the workers of the fleet, as RPC clients (frontends invoke on them; assignment
+  // nodes create, destroy and reconcile sandboxes on them).
+  if (cluster && (run_frontend || run_assignment)) {
+    cluster::FleetView::Callbacks cb;
+    cb.worker_up = [&](const cluster::WorkerInfo& info) {
+      auto it = remote_workers.find(info.id);
+      if (it != remote_workers.end() && it->second->url() == info.url) return;
+      if (it != remote_workers.end()) it->second->Stop();
+      auto remote = std::make_shared<RemoteWorker>(io, rpc_http, info.id, info.url, cluster_key);
+      remote->OnSandboxGone([&, id = info.id](const std::string& sandbox) {
+        if (assignment_node) assignment_node->SandboxGone(id, sandbox);
+      });
+      remote->Start();
+      remote_workers[info.id] = remote;
+      workers.Add(remote.get());
+      fprintf(stderr, "kindlingd: worker %s joined (%s)\n", info.id.c_str(), info.url.c_str());
+    };
+    cb.worker_down = [&](const std::string& id) {
+      auto it = remote_workers.find(id);
+      if (it == remote_workers.end()) return;
+      workers.Remove(id);
+      if (assignment_node) assignment_node->WorkerGone(id);
+      it->second->Stop();
+      remote_workers.erase(it);
+      fprintf(stderr, "kindlingd: worker %s left the fleet; its sandboxes are forgotten\n", id.c_str());
+    };
+    fleet = std::make_unique<cluster::FleetView>(io, *etcd, cb);
   }
 
   http_limits.header_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_header_timeout_s * 1000));
   http_limits.idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(http_idle_timeout_s * 1000));
-  HttpHandler* handler = api ? static_cast<HttpHandler*>(api.get()) : worker_server.get();
-  HttpRouter router(*handler);
-  if (api && worker_server) {
-    router.Route("/kindling/v1/worker/", *worker_server);
-    handler = &router;
-  }
+  // One listener per node: the Lambda API (frontends) and the RPC of the node's other roles.
+  NotFoundHandler no_api;
+  HttpRouter router(api ? static_cast<HttpHandler&>(*api) : no_api);
+  if (worker_server) router.Route("/kindling/v1/worker/", *worker_server);
+  if (assignment_node) router.Route("/kindling/v1/assignment/", *assignment_node);
+  HttpHandler* handler = &router;
   HttpServer server(io, *handler, http_limits);
   auto bound = server.Listen(host, port);
   if (!bound.ok()) return Fail(bound.status().message());
@@ -551,6 +598,8 @@ int main(int argc, char** argv) {
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       Status joined = co_await registration->Start(std::chrono::seconds(20));
       if (joined.ok() && fleet) joined = co_await fleet->Start();
+      if (joined.ok() && journal_replica) joined = co_await journal_replica->Start();
+      if (joined.ok() && elections) joined = co_await elections->Start(registration->lease());
       if (!joined.ok()) {
         fprintf(stderr, "kindlingd: %s\n", joined.message().c_str());
         exit_code = 1;
@@ -569,6 +618,9 @@ int main(int argc, char** argv) {
       if (async) async->Stop();
       server.Stop();
       if (fleet) fleet->Stop();
+      if (elections) elections->Stop();
+      if (journal_replica) journal_replica->Stop();
+      if (assignment_node) assignment_node->Shutdown();  // the sandboxes stay with the next leaders
       for (auto& [id, remote] : remote_workers) remote->Stop();
       if (registration) co_await registration->Leave();  // leave the fleet at once, not at lease expiry
       if (assignment) assignment->Shutdown();

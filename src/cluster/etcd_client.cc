@@ -83,30 +83,47 @@ EtcdClient::EtcdClient(asio::io_context& io, HttpClient& http, std::vector<std::
 
 awaitable<Result<std::string>> EtcdClient::Call(const std::string& path, std::string body, bool idempotent) {
   Status last = Status::Unavailable("etcd: no endpoints");
-  for (size_t tried = 0; tried < endpoints_.size(); ++tried) {
-    size_t i = (current_ + tried) % endpoints_.size();
-    HttpClientRequest req;
-    req.method = "POST";
-    req.target = "/v3/" + path;
-    req.body = body;
-    auto r = co_await http_.Call(endpoints_[i], std::move(req), timeout_);
-    if (!r.ok()) {
-      last = r.status().WithContext("etcd");
-      if (last.code() == StatusCode::kUnavailable || idempotent) continue;
-      co_return last;
+  // Rounds over the members until one answers or the deadline passes: a cluster that just lost
+  // its raft leader answers "unavailable" for an election timeout or so.
+  auto deadline = std::chrono::steady_clock::now() + 3 * timeout_;
+  for (int round = 0; !endpoints_.empty(); ++round) {
+    if (round > 0) {
+      if (std::chrono::steady_clock::now() >= deadline) break;
+      asio::steady_timer wait(io_, std::chrono::milliseconds(std::min(50 << round, 400)));
+      boost::system::error_code ec;
+      co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    current_ = i;
-    if (r->status == 200) co_return std::move(r->body);
-    // The gateway's error: {"error": "...", "code": N, "message": "..."} (gRPC codes).
-    auto doc = json::parse(r->body, nullptr, false);
-    std::string message = doc.is_object() ? doc.value("message", doc.value("error", r->body)) : r->body;
-    int code = doc.is_object() ? doc.value("code", 0) : 0;
-    if (code == 5 || message.find("not found") != std::string::npos) co_return Status::NotFound("etcd: " + message);
-    if (code == 14 || r->status == 503) {  // the member lost its quorum or is stopping: try another
-      last = Status::Unavailable("etcd: " + message);
-      continue;
+    for (size_t tried = 0; tried < endpoints_.size(); ++tried) {
+      size_t i = (current_ + tried) % endpoints_.size();
+      HttpClientRequest req;
+      req.method = "POST";
+      req.target = "/v3/" + path;
+      req.body = body;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      auto r = co_await http_.Call(endpoints_[i], std::move(req), std::min(timeout_, left));
+      if (!r.ok()) {
+        Status s = r.status().WithContext("etcd");
+        if (s.code() != StatusCode::kUnavailable && !idempotent) co_return s;  // may have been applied
+        if (last.code() == StatusCode::kUnavailable || s.code() != StatusCode::kUnavailable) last = s;
+        continue;
+      }
+      current_ = i;
+      if (r->status == 200) co_return std::move(r->body);
+      // The gateway's error: {"error": "...", "code": N, "message": "..."} (gRPC codes).
+      auto doc = json::parse(r->body, nullptr, false);
+      std::string message = doc.is_object() ? doc.value("message", doc.value("error", r->body)) : r->body;
+      int code = doc.is_object() ? doc.value("code", 0) : 0;
+      if (code == 5) co_return Status::NotFound("etcd: " + message);  // gRPC NOT_FOUND (e.g. an expired lease)
+      // UNAVAILABLE (no leader, stopping), DEADLINE_EXCEEDED (a proposal timed out in an election):
+      // another member, or the same one a moment later, may answer.
+      if (code == 14 || code == 4 || r->status == 503) {
+        last = Status::Unavailable("etcd " + endpoints_[i] + ": " + message);
+        if (code == 4 && !idempotent) co_return Status::DeadlineExceeded(last.message());  // may have been applied
+        continue;
+      }
+      co_return Status::Error("etcd " + path + ": HTTP " + std::to_string(r->status) + ": " + message);
     }
-    co_return Status::Error("etcd " + path + ": HTTP " + std::to_string(r->status) + ": " + message);
   }
   co_return last;
 }
@@ -149,6 +166,26 @@ awaitable<Result<bool>> EtcdClient::PutIfUnchanged(const std::string& key, const
 
 awaitable<Result<bool>> EtcdClient::DeleteIfUnchanged(const std::string& key, int64_t mod_revision) {
   json compare{{"key", B64(key)}, {"result", "EQUAL"}, {"target", "MOD"}, {"mod_revision", std::to_string(mod_revision)}};
+  json txn{{"compare", json::array({compare})},
+           {"success", json::array({{{"request_delete_range", {{"key", B64(key)}}}}})}};
+  auto r = co_await Txn(txn.dump());
+  co_return r;
+}
+
+awaitable<Result<bool>> EtcdClient::PutGuarded(const std::string& key, const std::string& value,
+                                               const std::string& guard_key, int64_t guard_revision) {
+  json compare{{"key", B64(guard_key)}, {"result", "EQUAL"}, {"target", "CREATE"},
+               {"create_revision", std::to_string(guard_revision)}};
+  json txn{{"compare", json::array({compare})},
+           {"success", json::array({{{"request_put", {{"key", B64(key)}, {"value", B64(value)}}}}})}};
+  auto r = co_await Txn(txn.dump());
+  co_return r;
+}
+
+awaitable<Result<bool>> EtcdClient::DeleteGuarded(const std::string& key, const std::string& guard_key,
+                                                  int64_t guard_revision) {
+  json compare{{"key", B64(guard_key)}, {"result", "EQUAL"}, {"target", "CREATE"},
+               {"create_revision", std::to_string(guard_revision)}};
   json txn{{"compare", json::array({compare})},
            {"success", json::array({{{"request_delete_range", {{"key", B64(key)}}}}})}};
   auto r = co_await Txn(txn.dump());

@@ -4,11 +4,12 @@
 // are int64 (decimal strings on the wire).
 //
 // Endpoints: the members' client URLs. A call goes to the member that answered last; when a member
-// cannot be reached (Unavailable) the next is tried, so a cluster that lost one of three members
-// keeps serving. Reads and writes are retried on another member only when nothing was sent, except
-// idempotent ones (Range, Put of a fixed value, Delete, lease KeepAlive/Revoke), which are retried
-// after any transport failure. Errors: Unavailable when no member answered; the gateway's errors
-// (a lease that expired: NotFound) otherwise.
+// cannot be reached or has no raft leader (Unavailable) the next is tried, in rounds with backoff,
+// for up to three times the timeout (each try gets at most the timeout), so a cluster that lost one
+// of three members, its raft leader included, keeps serving after its election. Writes are retried
+// only when nothing was sent, except idempotent ones (Range, Put of a fixed value, Delete, lease
+// KeepAlive/Revoke), which are retried after any transport failure. Errors: Unavailable when no
+// member answered in time; the gateway's errors (a lease that expired: NotFound) otherwise.
 //
 // Thread safety: the io_context thread of the HttpClient.
 #pragma once
@@ -85,6 +86,12 @@ class EtcdClient {
   boost::asio::awaitable<Result<int64_t>> DeletePrefix(const std::string& prefix);
   // Deletes the key only if its mod_revision is still `mod_revision`.
   boost::asio::awaitable<Result<bool>> DeleteIfUnchanged(const std::string& key, int64_t mod_revision);
+  // Fenced writes: done only while guard_key still exists with create_revision guard_revision (a
+  // leader's election key), so a deposed leader cannot write. False when the guard failed.
+  boost::asio::awaitable<Result<bool>> PutGuarded(const std::string& key, const std::string& value,
+                                                  const std::string& guard_key, int64_t guard_revision);
+  boost::asio::awaitable<Result<bool>> DeleteGuarded(const std::string& key, const std::string& guard_key,
+                                                     int64_t guard_revision);
 
   // Leases: Grant returns the id; KeepAlive the TTL left (NotFound once it expired).
   boost::asio::awaitable<Result<int64_t>> LeaseGrant(std::chrono::seconds ttl);

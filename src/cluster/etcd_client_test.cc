@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/run_until_done.h"
+
 #include "cluster/etcd_test_cluster.h"
 
 namespace kindling::cluster {
@@ -16,10 +18,7 @@ class EtcdClientTest : public ::testing::Test {
  protected:
   template <typename T>
   T Run(asio::awaitable<T> aw) {
-    std::optional<T> out;
-    asio::co_spawn(io_, [&]() -> asio::awaitable<void> { out.emplace(co_await std::move(aw)); }, asio::detached);
-    while (!out) io_.run_one();
-    return std::move(*out);
+    return RunUntilDone(io_, std::move(aw));
   }
   asio::io_context io_;
   HttpClient http_{io_};
@@ -80,6 +79,23 @@ TEST_F(OneMember, ConditionalWrites) {
   EXPECT_FALSE(*Run(client_->PutIfUnchanged(k, "4", rev)));  // moved on
   EXPECT_FALSE(*Run(client_->DeleteIfUnchanged(k, rev)));
   EXPECT_TRUE(*Run(client_->DeleteIfUnchanged(k, Run(client_->Get(k))->kvs[0].mod_revision)));
+}
+
+TEST_F(OneMember, GuardedWritesHappenOnlyWhileTheGuardKeyIsTheSame) {
+  std::string guard = prefix_ + "leader", k = prefix_ + "journal";
+  ASSERT_TRUE(Run(client_->Put(guard, "me")).ok());
+  int64_t rev = Run(client_->Get(guard))->kvs.at(0).create_revision;
+  EXPECT_TRUE(*Run(client_->PutGuarded(k, "1", guard, rev)));
+  ASSERT_TRUE(Run(client_->Put(guard, "still me")).ok());  // a rewrite keeps create_revision
+  EXPECT_TRUE(*Run(client_->PutGuarded(k, "2", guard, rev)));
+  ASSERT_TRUE(Run(client_->Delete(guard)).ok());
+  ASSERT_TRUE(Run(client_->Put(guard, "someone else")).ok());  // recreated: a new leader
+  EXPECT_FALSE(*Run(client_->PutGuarded(k, "3", guard, rev)));
+  EXPECT_FALSE(*Run(client_->DeleteGuarded(k, guard, rev)));
+  EXPECT_EQ(Run(client_->Get(k))->kvs.at(0).value, "2");
+  int64_t now = Run(client_->Get(guard))->kvs.at(0).create_revision;
+  EXPECT_TRUE(*Run(client_->DeleteGuarded(k, guard, now)));
+  EXPECT_TRUE(Run(client_->Get(k))->kvs.empty());
 }
 
 TEST_F(OneMember, KeysOnALeaseGoWhenItExpiresOrIsRevoked) {

@@ -52,10 +52,16 @@ Registration::Registration(asio::io_context& io, EtcdClient& etcd, NodeInfo node
                            std::function<WorkerInfo()> worker_stats)
     : io_(io), etcd_(etcd), node_(std::move(node)), worker_stats_(std::move(worker_stats)) {}
 
+bool Registration::LeaseAlive() const {
+  return lease_ != 0 && std::chrono::steady_clock::now() - last_kept_ < kLeaseSafe;
+}
+
 awaitable<Status> Registration::Register() {
+  auto sent = std::chrono::steady_clock::now();
   auto lease = co_await etcd_.LeaseGrant(kLeaseTtl);
   if (!lease.ok()) co_return lease.status();
   lease_ = *lease;
+  last_kept_ = sent;
   auto put = co_await etcd_.Put(kNodesPrefix + node_.id, EncodeNode(node_), lease_);
   if (!put.ok()) co_return put.status();
   if (worker_stats_) {
@@ -89,12 +95,15 @@ awaitable<void> Registration::Loop() {
     boost::system::error_code ec;
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopped_) break;
+    auto sent = std::chrono::steady_clock::now();
     auto alive = co_await etcd_.LeaseKeepAlive(lease_);
+    if (alive.ok()) last_kept_ = sent;
     if (!alive.ok() && alive.status().IsNotFound()) {
       // Expired (etcd was out of reach for longer than the TTL): the fleet saw this node die.
       fprintf(stderr, "kindlingd: lease of node %s expired; registering again\n", node_.id.c_str());
       Status s = co_await Register();
       if (!s.ok()) fprintf(stderr, "kindlingd: registering again: %s\n", s.message().c_str());
+      if (s.ok() && on_new_lease_) on_new_lease_(lease_);
       continue;
     }
     if (worker_stats_ && alive.ok() && std::chrono::steady_clock::now() - last_heartbeat >= kHeartbeatEvery) {
@@ -104,9 +113,13 @@ awaitable<void> Registration::Loop() {
   }
 }
 
-awaitable<void> Registration::Leave() {
+void Registration::Stop() {
   stopped_ = true;
   if (timer_) timer_->cancel();
+}
+
+awaitable<void> Registration::Leave() {
+  Stop();
   if (lease_) co_await etcd_.LeaseRevoke(lease_);
 }
 

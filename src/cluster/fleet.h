@@ -31,6 +31,9 @@ inline constexpr char kWorkersPrefix[] = "/kindling/fleet/workers/";
 inline constexpr std::chrono::seconds kLeaseTtl{2};
 inline constexpr std::chrono::milliseconds kKeepAliveEvery{500};
 inline constexpr std::chrono::milliseconds kHeartbeatEvery{1000};
+// How long after a keepalive was sent the lease is surely still alive: the TTL less a margin for
+// clock rate differences and the time etcd took to answer.
+inline constexpr std::chrono::milliseconds kLeaseSafe{1500};
 
 struct NodeInfo {
   std::string id;
@@ -63,7 +66,14 @@ class Registration {
   boost::asio::awaitable<Status> Start(std::chrono::milliseconds within);
   // Revokes the lease: the node leaves the fleet at once (clean shutdown).
   boost::asio::awaitable<void> Leave();
+  // Stops keeping the lease alive without revoking it: the fleet sees the node die when it expires.
+  void Stop();
   int64_t lease() const { return lease_; }
+  // True while the lease is surely alive: the last keepalive etcd answered was sent less than
+  // kLeaseSafe ago. A node acts on what it holds through the lease (partition leadership) only then.
+  bool LeaseAlive() const;
+  // Called with the new lease when the node had to register again (its old lease expired).
+  void OnNewLease(std::function<void(int64_t lease)> handler) { on_new_lease_ = std::move(handler); }
 
  private:
   boost::asio::awaitable<Status> Register();
@@ -74,6 +84,8 @@ class Registration {
   NodeInfo node_;
   std::function<WorkerInfo()> worker_stats_;
   int64_t lease_ = 0;
+  std::chrono::steady_clock::time_point last_kept_{};  // when the last answered keepalive was sent
+  std::function<void(int64_t)> on_new_lease_;
   bool stopped_ = false;
   std::shared_ptr<boost::asio::steady_timer> timer_;
 };

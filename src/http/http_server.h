@@ -60,6 +60,22 @@ class HttpHandler {
   virtual boost::asio::awaitable<HttpResponse> Handle(HttpRequest& request) = 0;
 };
 
+// Answers every request with 404 (a router's fallback on nodes without a public API).
+class NotFoundHandler : public HttpHandler {
+ public:
+  size_t BodyLimit(const std::string&, const std::string&) override { return 0; }
+  HttpResponse TooLarge(const std::string&, const std::string&) override { return Response(); }
+  boost::asio::awaitable<HttpResponse> Handle(HttpRequest&) override { co_return Response(); }
+
+ private:
+  static HttpResponse Response() {
+    HttpResponse r;
+    r.status = 404;
+    r.body = "{\"message\":\"not found\"}";
+    return r;
+  }
+};
+
 // Sends requests whose path starts with a registered prefix to that prefix's handler, the rest to
 // the default one (a node serving the Lambda API and RPC routes on one listener).
 class HttpRouter : public HttpHandler {

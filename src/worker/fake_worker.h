@@ -26,12 +26,12 @@ class FakeWorker : public WorkerClient {
     }
     ++created;
     NewSandbox s{id_ + "-sb" + std::to_string(created), uint64_t(1000 + created)};
-    live[s.id] = Live{fn.memory_mb, s.token, 0};
+    live[s.id] = Live{fn.memory_mb, s.token, 0, fn.name, false};
     init_types.push_back(initialization_type);
     co_return s;
   }
   boost::asio::awaitable<bool> WaitReady(std::string sandbox) override { co_return live.count(sandbox) > 0 && ready; }
-  // Echoes the payload; a payload of "die" ends the sandbox (as a crash would).
+  // Echoes the payload; a payload of die (or "die" in JSON) ends the sandbox, as a crash would.
   boost::asio::awaitable<Result<InvokeResult>> Invoke(const SandboxLease& lease, const InvokeRequest& request) override {
     auto it = live.find(lease.sandbox);
     if (it == live.end()) co_return Status::NotFound("sandbox " + lease.sandbox + " is gone");
@@ -44,7 +44,7 @@ class FakeWorker : public WorkerClient {
     r.payload = request.payload;
     r.cold_start = first;
     r.log = "log of " + request.request_id + "\n";
-    if (request.payload == "die") {
+    if (request.payload == "die" || request.payload == "\"die\"") {
       r.function_error = "Unhandled";
       r.sandbox_gone = true;
       Destroy(lease.sandbox);
@@ -63,12 +63,19 @@ class FakeWorker : public WorkerClient {
     st.sandboxes = live.size();
     return st;
   }
+  boost::asio::awaitable<Result<std::vector<SandboxState>>> ListSandboxes() override {
+    std::vector<SandboxState> out;
+    for (const auto& [id, s] : live) out.push_back({id, s.function, "$LATEST", s.busy, s.last_sequence});
+    co_return out;
+  }
   void OnSandboxGone(std::function<void(const std::string&)> listener) override { gone_listener = std::move(listener); }
 
   struct Live {
     int memory_mb;
     uint64_t token;
     uint64_t last_sequence;
+    std::string function;
+    bool busy;
   };
   int created = 0;
   bool ready = true;

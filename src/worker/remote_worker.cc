@@ -55,32 +55,52 @@ awaitable<void> RemoteWorker::PollLoop() {
   }
 }
 
-awaitable<Status> RemoteWorker::Poll() {
-  uint64_t generation = ++generation_;
+awaitable<Result<RemoteWorker::State>> RemoteWorker::FetchState() {
   auto r = co_await http_.Call(url_, Request("GET", "state"), options_.control_timeout);
-  if (!r.ok()) {
-    reachable_ = false;
-    co_return r.status();
-  }
-  if (r->status != 200) {
-    reachable_ = false;
-    co_return rpc::ErrorFromResponse(*r);
-  }
+  if (!r.ok()) co_return r.status().WithContext("worker " + id_);
+  if (r->status != 200) co_return rpc::ErrorFromResponse(*r).WithContext("worker " + id_);
   auto doc = json::parse(r->body, nullptr, false);
   if (!doc.is_object() || !doc["list"].is_array() || !doc["memoryReservedBytes"].is_number_unsigned() ||
-      !doc["memoryCapacityBytes"].is_number_unsigned() || !doc["sandboxes"].is_number_unsigned()) {
-    reachable_ = false;
+      !doc["memoryCapacityBytes"].is_number_unsigned() || !doc["sandboxes"].is_number_unsigned())
     co_return Status::Error("worker " + id_ + ": malformed state");
+  State state;
+  state.stats.sandboxes = doc["sandboxes"].get<uint64_t>();
+  state.stats.memory_reserved_bytes = doc["memoryReservedBytes"].get<uint64_t>();
+  state.stats.memory_capacity_bytes = doc["memoryCapacityBytes"].get<uint64_t>();
+  for (const auto& entry : doc["list"]) {
+    if (!entry.is_object() || !entry["id"].is_string()) continue;
+    SandboxState st;
+    st.id = entry["id"].get<std::string>();
+    st.function = entry.value("function", "");
+    st.version = entry.value("version", "");
+    st.busy = entry.value("busy", false);
+    SandboxLease parsed;
+    if (ParseLeaseHeader("0:" + entry.value("sequence", "0"), &parsed)) st.last_sequence = parsed.sequence;
+    state.sandboxes.push_back(std::move(st));
+  }
+  co_return state;
+}
+
+awaitable<Result<std::vector<SandboxState>>> RemoteWorker::ListSandboxes() {
+  auto state = co_await FetchState();
+  if (!state.ok()) co_return state.status();
+  co_return std::move(state->sandboxes);
+}
+
+awaitable<Status> RemoteWorker::Poll() {
+  uint64_t generation = ++generation_;
+  auto state = co_await FetchState();
+  if (!state.ok()) {
+    reachable_ = false;
+    co_return state.status();
   }
   reachable_ = true;
-  polled_.sandboxes = doc["sandboxes"].get<uint64_t>();
-  polled_.memory_reserved_bytes = doc["memoryReservedBytes"].get<uint64_t>();
-  polled_.memory_capacity_bytes = doc["memoryCapacityBytes"].get<uint64_t>();
+  polled_ = state->stats;
   created_since_poll_bytes_ = 0;
   std::map<std::string, bool> listed;
-  for (const auto& entry : doc["list"])
-    if (entry.is_object() && entry["id"].is_string()) listed[entry["id"].get<std::string>()] = true;
-  // Sandboxes created before this poll was sent that the worker no longer lists have ended.
+  for (const auto& st : state->sandboxes) listed[st.id] = true;
+  // Sandboxes this client knew of before the poll was sent (it created them, or an earlier poll
+  // listed them) that the worker no longer lists have ended.
   std::vector<std::string> gone;
   for (auto it = known_.begin(); it != known_.end();) {
     if (it->second.generation < generation && !listed.count(it->first)) {
@@ -91,6 +111,7 @@ awaitable<Status> RemoteWorker::Poll() {
       ++it;
     }
   }
+  for (const auto& id : listed) known_.try_emplace(id.first, Known{0, generation - 1});
   for (const auto& id : gone)
     if (gone_listener_) gone_listener_(id);
   co_return Status::Ok();

@@ -49,6 +49,7 @@ class RemoteWorker : public WorkerClient, public std::enable_shared_from_this<Re
                                                      const InvokeRequest& request) override;
   void Destroy(const std::string& sandbox) override;
   WorkerStats Stats() override;
+  boost::asio::awaitable<Result<std::vector<SandboxState>>> ListSandboxes() override;
   void OnSandboxGone(std::function<void(const std::string&)> listener) override {
     gone_listener_ = std::move(listener);
   }
@@ -67,6 +68,13 @@ class RemoteWorker : public WorkerClient, public std::enable_shared_from_this<Re
   RemoteWorkerOptions options_;
   bool stopped_ = true;
   bool reachable_ = false;
+  // GET state, parsed.
+  struct State {
+    WorkerStats stats;
+    std::vector<SandboxState> sandboxes;
+  };
+  boost::asio::awaitable<Result<State>> FetchState();
+
   WorkerStats polled_;
   uint64_t created_since_poll_bytes_ = 0;
   // Sandboxes created through this client: id -> (memory, poll generation when created).

@@ -110,6 +110,7 @@ void SandboxSession::OnFrame(const protocol::Frame& frame) {
     case FrameType::kExited: {
       int status = std::atoi(frame.field(0).c_str());
       exit_delivered_ = frame.field(1) == "1";
+      runtime_exited_ = !dead_;  // the exit is why the sandbox ended
       MarkDead("Runtime exited with error: " + DescribeWaitStatus(status));
       return;
     }
@@ -239,7 +240,7 @@ awaitable<InvokeResult> SandboxSession::Invoke(const InvokeRequest& request) {
               std::to_string((sandbox_->PeakMemoryBytes() + (1 << 20) - 1) >> 20) +
               " MB\tStatus: timeout\n");
     Destroy();
-  } else if (!exit_delivered_ && dead_reason_.rfind("Runtime exited", 0) == 0) {
+  } else if (runtime_exited_ && !exit_delivered_) {
     // The runtime ended (e.g. exited right after its previous result) before taking this event:
     // the function never saw it, so the caller may run it on another sandbox.
     out.undelivered = true;

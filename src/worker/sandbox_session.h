@@ -102,6 +102,7 @@ class SandboxSession : public std::enable_shared_from_this<SandboxSession> {
   bool invoking_ = false;  // Freeze() is a no-op while an invocation runs
   bool waiting_ = false;   // the runtime is blocked in GET /next with nothing held for it
   bool freeze_when_waiting_ = false;
+  bool runtime_exited_ = false;  // kindling-init reported the runtime's exit (kExited)
   bool exit_delivered_ = false;  // kExited said the runtime had the outstanding invocation
 
   // The current invocation.

@@ -154,6 +154,18 @@ boost::asio::awaitable<Result<InvokeResult>> Worker::Invoke(const SandboxLease& 
   co_return result;
 }
 
+boost::asio::awaitable<Result<std::vector<SandboxState>>> Worker::ListSandboxes() { co_return Sandboxes(); }
+
+std::vector<SandboxState> Worker::Sandboxes() {
+  std::vector<SandboxState> out;
+  for (const auto& [id, owned] : sessions_) {
+    if (owned.session->dead()) continue;
+    const FunctionConfig& fn = owned.session->function();
+    out.push_back({id, fn.name, fn.version, owned.busy, owned.last_sequence});
+  }
+  return out;
+}
+
 void Worker::Destroy(const std::string& sandbox) {
   auto it = sessions_.find(sandbox);
   if (it != sessions_.end()) it->second.session->Destroy();  // its OnDead hook forgets it

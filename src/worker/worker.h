@@ -59,6 +59,8 @@ class Worker : public WorkerClient {
                                                      const InvokeRequest& request) override;
   void Destroy(const std::string& sandbox) override;
   WorkerStats Stats() override;
+  boost::asio::awaitable<Result<std::vector<SandboxState>>> ListSandboxes() override;
+  std::vector<SandboxState> Sandboxes();
   void OnSandboxGone(std::function<void(const std::string&)> listener) override {
     gone_listener_ = std::move(listener);
   }

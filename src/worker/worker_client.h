@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,15 @@ struct WorkerStats {
   bool available = true;                // false: takes no new sandboxes (unreachable, draining)
 };
 
+// One sandbox as its worker reports it (what a new assignment leader reconciles against).
+struct SandboxState {
+  std::string id;
+  std::string function;
+  std::string version;
+  bool busy = false;           // an invocation is running on it
+  uint64_t last_sequence = 0;  // of the last lease it served
+};
+
 class WorkerClient {
  public:
   virtual ~WorkerClient() = default;
@@ -69,6 +79,8 @@ class WorkerClient {
   // Kills a sandbox. Unknown ids are ignored.
   virtual void Destroy(const std::string& sandbox) = 0;
   virtual WorkerStats Stats() = 0;
+  // The worker's live sandboxes, as of now (a remote client asks the worker).
+  virtual boost::asio::awaitable<Result<std::vector<SandboxState>>> ListSandboxes() = 0;
   // Called with a sandbox's id whenever one ends (destroyed, crashed, timed out, killed while
   // idle). One listener; a later call replaces it.
   virtual void OnSandboxGone(std::function<void(const std::string& sandbox)> listener) = 0;

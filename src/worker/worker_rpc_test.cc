@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "common/run_until_done.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -39,10 +41,7 @@ class WorkerRpcTest : public ::testing::Test {
   }
   template <typename T>
   T Run(asio::awaitable<T> aw) {
-    std::optional<T> out;
-    asio::co_spawn(io_, [&]() -> asio::awaitable<void> { out.emplace(co_await std::move(aw)); }, asio::detached);
-    while (!out) io_.run_one();
-    return std::move(*out);
+    return RunUntilDone(io_, std::move(aw));
   }
   FunctionConfig Fn() {
     FunctionConfig fn;

@@ -22,9 +22,7 @@ bool ValidSandboxId(std::string_view id) {
 }  // namespace
 
 WorkerServer::WorkerServer(WorkerClient& worker, std::string cluster_key)
-    : worker_(worker), cluster_key_(std::move(cluster_key)) {
-  worker_.OnSandboxGone([this](const std::string& id) { held_.erase(id); });
-}
+    : worker_(worker), cluster_key_(std::move(cluster_key)) {}
 
 size_t WorkerServer::BodyLimit(const std::string& method, const std::string& path) {
   return path.size() > 7 && path.compare(path.size() - 7, 7, "/invoke") == 0 ? kMaxRpcPayloadBytes : 1 << 20;
@@ -40,7 +38,10 @@ awaitable<HttpResponse> WorkerServer::Handle(HttpRequest& req) {
   std::string_view path = req.path;
   if (path.rfind(kBase, 0) != 0) co_return rpc::ErrorResponse(Status::NotFound("no such route: " + req.path));
   path.remove_prefix(kBase.size());
-  if (path == "state" && req.method == "GET") co_return State();
+  if (path == "state" && req.method == "GET") {
+    HttpResponse r = co_await State();
+    co_return r;
+  }
   if (path == "sandboxes" && req.method == "POST") {
     HttpResponse r = co_await Create(req);
     co_return r;
@@ -80,7 +81,6 @@ awaitable<HttpResponse> WorkerServer::Create(HttpRequest& req) {
     co_return rpc::ErrorResponse(Status::InvalidArgument("unknown initializationType " + init_type.substr(0, 64)));
   auto created = co_await worker_.CreateSandbox(fn, init_type);
   if (!created.ok()) co_return rpc::ErrorResponse(created.status());
-  held_[created->id] = Held{fn.name, fn.version};
   co_return rpc::Json(json{{"id", created->id}, {"token", std::to_string(created->token)}}.dump(), 201);
 }
 
@@ -115,11 +115,15 @@ awaitable<HttpResponse> WorkerServer::Invoke(HttpRequest& req, const std::string
   co_return r;
 }
 
-HttpResponse WorkerServer::State() {
+awaitable<HttpResponse> WorkerServer::State() {
   WorkerStats st = worker_.Stats();
+  auto sandboxes = co_await worker_.ListSandboxes();
+  if (!sandboxes.ok()) co_return rpc::ErrorResponse(sandboxes.status());
   json list = json::array();
-  for (const auto& [id, held] : held_) list.push_back({{"id", id}, {"function", held.function}, {"version", held.version}});
-  return rpc::Json(json{{"worker", worker_.id()},
+  for (const auto& s : *sandboxes)
+    list.push_back({{"id", s.id}, {"function", s.function}, {"version", s.version}, {"busy", s.busy},
+                    {"sequence", std::to_string(s.last_sequence)}});
+  co_return rpc::Json(json{{"worker", worker_.id()},
                         {"sandboxes", st.sandboxes},
                         {"memoryReservedBytes", st.memory_reserved_bytes},
                         {"memoryCapacityBytes", st.memory_capacity_bytes},

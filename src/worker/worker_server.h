@@ -13,8 +13,9 @@
 //                                   comma-separated), -duration-ms
 //   DELETE sandboxes/{id}           -> 204 (also for unknown ids)
 //   GET    state                    -> {"worker", "sandboxes", "memoryReservedBytes",
-//                                   "memoryCapacityBytes", "list": [{"id", "function", "version"}]}
-//                                   (list: the live sandboxes created through this server)
+//                                   "memoryCapacityBytes", "list": [{"id", "function", "version",
+//                                   "busy", "sequence"}]}  (list: the worker's live sandboxes;
+//                                   sequence: of the last lease served, decimal string)
 //
 // Every request must carry the cluster key (rpc.h); others get 401. Errors are rpc.h's Status
 // documents. Malformed requests get 400 and change nothing.
@@ -34,7 +35,6 @@ inline constexpr size_t kMaxRpcPayloadBytes = 6291556 + 65536;  // a sync payloa
 
 class WorkerServer : public HttpHandler {
  public:
-  // Takes over worker's OnSandboxGone listener.
   WorkerServer(WorkerClient& worker, std::string cluster_key);
 
   size_t BodyLimit(const std::string& method, const std::string& path) override;
@@ -44,14 +44,10 @@ class WorkerServer : public HttpHandler {
  private:
   boost::asio::awaitable<HttpResponse> Create(HttpRequest& request);
   boost::asio::awaitable<HttpResponse> Invoke(HttpRequest& request, const std::string& id);
-  HttpResponse State();
+  boost::asio::awaitable<HttpResponse> State();
 
   WorkerClient& worker_;
   std::string cluster_key_;
-  struct Held {
-    std::string function, version;
-  };
-  std::map<std::string, Held> held_;  // live sandboxes created through this server, by id
 };
 
 }  // namespace kindling
