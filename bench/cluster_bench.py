@@ -5,21 +5,27 @@ Rows (native `provided.al2023` no-op, SigV4-signed invokes from kindling-loadgen
   - bare HTTP round trip to kindling-echo-server, client and server pinned to different vCPUs;
   - warm invoke p50/p99 at c=1 and c=8: embedded kindlingd, then a local cluster (scripts/cluster.sh:
     etcd x3, a frontend node, 1 worker), then the same cluster grown to 2 workers;
-  - cold start (first invoke of a new function, median of N) in embedded and cluster mode.
+  - cold start (first invoke of a new function, median of N) in embedded and cluster mode;
+  - failover: the leader of a warm function's partition is killed (-9) N times; each time, from the
+    kill to the end of the first invoke that succeeds (routed by the new leader); the killed node is
+    restarted with its own command line and the cluster settles before the next kill.
 Every process shares the machine's 2 vCPUs; only ratios within one run mean anything.
 
   /usr/bin/python3 bench/cluster_bench.py --kindlingd build/src/bin/kindlingd [--out FILE] [--quick]
 """
 
 import argparse
+import base64
 import json
 import os
 import shutil
 import statistics
 import subprocess
+import signal
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -61,6 +67,25 @@ class LocalCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def partition_of(name, partitions=16):
+    """FNV-1a 64 of the name, as kindlingd's PartitionOf."""
+    h = 14695981039346656037
+    for b in name.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h % partitions
+
+
+def partition_members(etcd_url, partition):
+    """Node ids campaigning in a partition, leader first (lowest create revision)."""
+    prefix = ("/kindling/assignment/partitions/%02d/" % partition).encode()
+    body = json.dumps({"key": base64.b64encode(prefix).decode(),
+                       "range_end": base64.b64encode(prefix[:-1] + b"0").decode()}).encode()
+    with urllib.request.urlopen(urllib.request.Request(etcd_url + "/v3/kv/range", data=body), timeout=5) as r:
+        kvs = json.load(r).get("kvs", [])
+    kvs.sort(key=lambda kv: int(kv["create_revision"]))
+    return [base64.b64decode(kv["key"]).decode().rsplit("/", 1)[1] for kv in kvs]
+
+
 class ClusterBench:
     def __init__(self, args):
         self.args = args
@@ -83,7 +108,8 @@ class ClusterBench:
         invoker = base.TimedInvoker(api, port)
         times = []
         for i in range(self.args.cold_reps):
-            name = "cold-%s-%d-%d" % (label.replace(" ", "-"), i, int(time.time() * 1000) % 100000)
+            slug = "".join(ch if ch.isalnum() else "-" for ch in label)
+            name = "cold-%s-%d-%d" % (slug, i, int(time.time() * 1000) % 100000)
             api.create(name, "provided", zip_bytes)
             us, status, _, body = invoker.invoke(name)
             if status != 200:
@@ -93,7 +119,54 @@ class ClusterBench:
         self.cold[label] = times
         log("cold %s: median %.0f us over %d" % (label, statistics.median(times), len(times)))
 
+    def failovers(self, cluster, api, zip_bytes):
+        name = "failover-noop"
+        api.create(name, "provided", zip_bytes)
+        invoker = base.TimedInvoker(api, cluster.port)
+        invoker.invoke(name)
+        etcd = cluster.info["etcd"][0]["url"]
+        p = partition_of(name)
+        times = []
+        for i in range(self.args.kills):
+            leader = partition_members(etcd, p)[0]
+            node = next(n for n in cluster.info["nodes"] if n["id"] == leader)
+            with open("/proc/%d/cmdline" % node["pid"], "rb") as f:
+                cmd = [a.decode() for a in f.read().split(b"\0") if a]
+            os.kill(node["pid"], signal.SIGKILL)
+            killed = time.monotonic()
+            while True:
+                _, status, _, _ = invoker.invoke(name)
+                if status == 200:
+                    break
+            times.append((time.monotonic() - killed) * 1000)
+            log("failover %d: %.0f ms (%s killed)" % (i + 1, times[-1], leader))
+            # Restart it as it was, and tell cluster.sh's pid list.
+            with open(os.path.join(cluster.dir, leader + ".log"), "ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            pids = os.path.join(cluster.dir, "pids")
+            with open(pids) as f:
+                lines = [l.replace(" %d " % node["pid"], " %d " % proc.pid) for l in f]
+            with open(pids, "w") as f:
+                f.writelines(lines)
+            node["pid"] = proc.pid
+            self.restarted.append(proc)  # reaped at the end (cluster.sh down stops it)
+            deadline = time.monotonic() + 60  # settled: back in every partition, leadership spread
+            while time.monotonic() < deadline:
+                members = [partition_members(etcd, q) for q in range(16)]
+                leads = {}
+                for m in members:
+                    if m:
+                        leads[m[0]] = leads.get(m[0], 0) + 1
+                if all(len(m) == 3 for m in members) and len(leads) == 3 and max(leads.values()) <= 6:
+                    break
+                time.sleep(0.5)
+        invoker.close()
+        self.failover_ms = times
+
     def run(self):
+        self.failover_ms = []
+        self.restarted = []
         zips = self.b.zips()
         # Baseline: bare HTTP, pinned to different vCPUs.
         p, url = self.b.echo_server(0)
@@ -135,8 +208,13 @@ class ClusterBench:
                 self.warm_rows(label, api, "noop")
                 if workers == 1:
                     self.cold_starts(label, api, cluster.port, zips["provided"])
+                    if self.args.kills:
+                        self.failovers(cluster, api, zips["provided"])
                 cluster.down()
                 cluster = None
+                for proc in self.restarted:
+                    proc.wait(timeout=30)
+                self.restarted = []
         finally:
             if daemon:
                 daemon.stop()
@@ -160,6 +238,12 @@ class ClusterBench:
         lines += ["", "| cold start (first invoke of a new function) | median ms | over |", "|---|---|---|"]
         for label, times in self.cold.items():
             lines.append("| %s | %.2f | %d |" % (label, statistics.median(times) / 1000, len(times)))
+        if self.failover_ms:
+            t = sorted(self.failover_ms)
+            pct = lambda q: t[min(len(t) - 1, int(round(q * (len(t) - 1))))]
+            lines += ["", "| failover (kill -9 of a partition leader -> first invoke served) | p50 ms | p99 ms | max ms | kills |",
+                      "|---|---|---|---|---|",
+                      "| cluster, 1 worker | %.0f | %.0f | %.0f | %d |" % (pct(0.5), pct(0.99), t[-1], len(t))]
         text = "\n".join(lines)
         if self.args.out:
             with open(self.args.out, "w") as f:
@@ -173,10 +257,11 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--cold-reps", type=int, default=10)
+    ap.add_argument("--kills", type=int, default=20, help="partition leader kills (0: skip)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.seconds, args.cold_reps = 1.0, 3
+        args.seconds, args.cold_reps, args.kills = 1.0, 3, min(args.kills, 3)
     args.kindlingd = os.path.abspath(args.kindlingd)
     args.bin_dir = base.find_bin_dir(args.kindlingd)
     args.json_out = None

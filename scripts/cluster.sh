@@ -114,7 +114,7 @@ up() {
     fail "$dir" "partition leadership did not spread:" "$dir/assignment-1.log"
   local kind pid url id
   while read -r kind pid url id; do
-    kill -0 "$pid" 2>/dev/null || fail "$dir" "${id:-etcd $url} exited:" "$dir/${id:-frontend-1}.log"
+    running "$pid" || fail "$dir" "${id:-etcd $url} exited:" "$dir/${id:-frontend-1}.log"
   done <"$dir/pids"
   cat >"$dir/cluster.json" <<EOF
 {"etcd": [$etcd_json],
@@ -205,15 +205,22 @@ sweep_instance() {
   done
 }
 
+# True while process $1 runs (a zombie, killed but not yet reaped by its parent, does not).
+running() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
 stop_all() {
   local pid
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
   local deadline=$((SECONDS + 20))
   for pid in "$@"; do
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    while running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    running "$pid" && kill -KILL "$pid" 2>/dev/null || true
   done
-  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
+  for pid in "$@"; do while running "$pid"; do sleep 0.1; done; done
 }
 
 (($# >= 2)) || usage

@@ -176,7 +176,7 @@ HttpResponse AssignmentNode::NotLeader(int p) const {
 
 awaitable<HttpResponse> AssignmentNode::Handle(HttpRequest& req) {
   if (!rpc::Authorized(req, cluster_key_))
-    co_return rpc::Json(json{{"code", "InvalidArgument"}, {"message", "missing or wrong cluster key"}}.dump(), 401);
+    co_return rpc::Unauthorized();
   bool acquire = req.path == "/kindling/v1/assignment/acquire", release = req.path == "/kindling/v1/assignment/release";
   if (req.method != "POST" || (!acquire && !release))
     co_return rpc::ErrorResponse(Status::NotFound("no such route: " + req.method + " " + req.path));

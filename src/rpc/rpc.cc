@@ -55,6 +55,10 @@ HttpResponse Json(const std::string& body, int status) {
   return r;
 }
 
+HttpResponse Unauthorized() {
+  return Json(nlohmann::json{{"code", "InvalidArgument"}, {"message", "missing or wrong cluster key"}}.dump(), 401);
+}
+
 bool Authorized(const HttpRequest& request, const std::string& key) {
   const std::string& got = request.Header(kClusterKeyHeader);
   return !key.empty() && got.size() == key.size() && CRYPTO_memcmp(got.data(), key.data(), key.size()) == 0;

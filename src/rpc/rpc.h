@@ -25,6 +25,8 @@ Status ErrorFromResponse(const HttpClientResponse& response);
 // A JSON 200 (or `status`) response.
 HttpResponse Json(const std::string& body, int status = 200);
 
+// The 401 for a request without the right cluster key.
+HttpResponse Unauthorized();
 // True when the request carries `key` (constant-time compare). An empty key accepts nothing.
 bool Authorized(const HttpRequest& request, const std::string& key);
 // Reads a cluster key file (one line, at least 32 characters) or creates it (0600, 48 random

@@ -34,7 +34,7 @@ HttpResponse WorkerServer::TooLarge(const std::string&, const std::string&) {
 
 awaitable<HttpResponse> WorkerServer::Handle(HttpRequest& req) {
   if (!rpc::Authorized(req, cluster_key_))
-    co_return rpc::Json(json{{"code", "InvalidArgument"}, {"message", "missing or wrong cluster key"}}.dump(), 401);
+    co_return rpc::Unauthorized();
   std::string_view path = req.path;
   if (path.rfind(kBase, 0) != 0) co_return rpc::ErrorResponse(Status::NotFound("no such route: " + req.path));
   path.remove_prefix(kBase.size());

@@ -23,7 +23,6 @@
 // Thread safety: runs on the worker's io_context thread.
 #pragma once
 
-#include <map>
 #include <string>
 
 #include "http/http_server.h"
