@@ -107,3 +107,7 @@ for i, s in enumerate(["my-fn", "my-fn:live", "my-fn:$LATEST\n$LATEST", "1234567
 # base64_fuzz
 for i, s in enumerate(["", "QQ==", "QUI=", "QUJD", "eyJhIjoxfQ==", "QQ", "Q===", "QU=D", "////"]):
     write("base64_fuzz", f"seed{i}", s)
+
+# lease_header_fuzz: x-kindling-lease ("TOKEN:SEQUENCE")
+for name, s in (("simple", "1001:1"), ("max", "18446744073709551615:18446744073709551615"), ("leading_zero", "007:0")):
+    write("lease_header_fuzz", name, s)

@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-TARGETS=(code_package_fuzz frame_decoder_fuzz init_http_fuzz init_runtime_api_fuzz function_config_fuzz function_name_fuzz base64_fuzz manifest_fuzz)
+TARGETS=(code_package_fuzz frame_decoder_fuzz init_http_fuzz init_runtime_api_fuzz function_config_fuzz function_name_fuzz base64_fuzz manifest_fuzz lease_header_fuzz)
 (($#)) && TARGETS=("$@")
 
 if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then

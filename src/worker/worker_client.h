@@ -18,27 +18,9 @@
 #include "common/function.h"
 #include "common/status.h"
 #include "worker/invoke.h"
+#include "worker/lease.h"
 
 namespace kindling {
-
-// A sandbox a worker started for the assignment service. The token is the sandbox's secret: only
-// the assignment service that created it (and its successors, which read it from the journal)
-// knows it, so only leases it issued are honoured.
-struct NewSandbox {
-  std::string id;
-  uint64_t token = 0;
-};
-
-// The right to run one invocation on one sandbox. Leases of a sandbox carry increasing sequence
-// numbers; a worker refuses a lease whose sequence is not above the last one it served (a replay,
-// or a lease from a deposed assignment leader), and one whose token is not the sandbox's.
-struct SandboxLease {
-  std::string worker;     // worker id (WorkerDirectory)
-  std::string sandbox;    // sandbox id on that worker
-  uint64_t token = 0;
-  uint64_t sequence = 0;
-  bool cold = false;      // the sandbox was started for this lease
-};
 
 struct WorkerStats {
   uint64_t sandboxes = 0;

@@ -5,7 +5,7 @@
 #include "common/function_json.h"
 #include "common/ids.h"
 #include "rpc/rpc.h"
-#include "worker/lease_header.h"
+#include "worker/lease.h"
 
 namespace kindling {
 
