@@ -1,11 +1,11 @@
 #include "cluster/assignment_node.h"
 
-#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "common/function_json.h"
 #include "rpc/rpc.h"
+#include "worker/lease.h"
 
 namespace kindling::cluster {
 
@@ -16,10 +16,7 @@ using json = nlohmann::json;
 namespace {
 
 bool ParseU64(const json& doc, const char* field, uint64_t* out) {
-  if (!doc.contains(field) || !doc[field].is_string()) return false;
-  const std::string& s = doc[field].get_ref<const std::string&>();
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+  return doc.contains(field) && doc[field].is_string() && ParseDecimalU64(doc[field].get_ref<const std::string&>(), out);
 }
 
 json LeaseJson(const SandboxLease& l) {

@@ -113,6 +113,13 @@ class AssignmentNodeTest : public ::testing::Test {
     } while (std::chrono::steady_clock::now() < until);
     return false;
   }
+  // A frontend's view of the elections (observer_).
+  bool Observe() {
+    PartitionElections::Options o;
+    o.partitions = kPartitions;
+    observer_ = std::make_unique<PartitionElections>(io_, *client_, o);
+    return Run(observer_->Start(0)).ok();
+  }
   // Waits until every partition is led and leadership has spread (one partition per node).
   bool Settled(std::chrono::milliseconds within) {
     auto until = std::chrono::steady_clock::now() + within;
@@ -151,10 +158,7 @@ TEST_F(AssignmentNodeTest, LeasesComeFromTheLeaderAndAreJournaled) {
   Start("a");
   Start("b");
   ASSERT_TRUE(Settled(8s));
-  PartitionElections::Options o;
-  o.partitions = kPartitions;
-  observer_ = std::make_unique<PartitionElections>(io_, *client_, o);
-  ASSERT_TRUE(Run(observer_->Start(0)).ok());
+  ASSERT_TRUE(Observe());
   RemoteAssigner assigner(io_, http_, *observer_, kKey);
   auto fn = Fn(NameIn(0));
   auto lease = Run(assigner.Acquire(fn));
@@ -201,10 +205,7 @@ TEST_F(AssignmentNodeTest, AFollowerTakesOverWithTheJournalWhenTheLeaderDies) {
   Start("a");
   Start("b");
   ASSERT_TRUE(Settled(8s));
-  PartitionElections::Options o;
-  o.partitions = kPartitions;
-  observer_ = std::make_unique<PartitionElections>(io_, *client_, o);
-  ASSERT_TRUE(Run(observer_->Start(0)).ok());
+  ASSERT_TRUE(Observe());
   RemoteAssigner assigner(io_, http_, *observer_, kKey);
   // Partition 0's function: one sandbox idle, one running an invocation when the leader dies.
   std::string name = NameIn(0);

@@ -1,10 +1,10 @@
 #include "cluster/journal.h"
 
-#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "common/function_json.h"
+#include "worker/lease.h"
 
 namespace kindling::cluster {
 
@@ -60,9 +60,8 @@ void JournalReplica::Apply(const EtcdEvent& e) {
   entry.worker = rest.substr(a + 1, b - a - 1);
   entry.sandbox = rest.substr(b + 1);
   std::string token = doc.is_object() ? doc.value("token", "") : "";
-  auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), entry.token);
-  if (!doc.is_object() || !doc.contains("function") || !FromStored(doc["function"], &entry.fn) || ec != std::errc() ||
-      end != token.data() + token.size())
+  if (!doc.is_object() || !doc.contains("function") || !FromStored(doc["function"], &entry.fn) ||
+      !ParseDecimalU64(token, &entry.token))
     return;  // not an entry this version wrote: ignored
   entries_[p][id] = std::move(entry);
 }

@@ -29,6 +29,17 @@ struct SandboxLease {
   bool cold = false;      // the sandbox was started for this lease
 };
 
+// A token or sequence as sent between nodes: unsigned decimal that fits 64 bits, nothing else
+// (no sign, no space, at most 20 digits). False (out untouched) otherwise.
+inline bool ParseDecimalU64(std::string_view s, uint64_t* out) {
+  uint64_t v = 0;
+  if (s.empty() || s.size() > 20) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return false;
+  *out = v;
+  return true;
+}
+
 inline std::string FormatLeaseHeader(const SandboxLease& lease) {
   return std::to_string(lease.token) + ":" + std::to_string(lease.sequence);
 }
@@ -37,13 +48,9 @@ inline std::string FormatLeaseHeader(const SandboxLease& lease) {
 inline bool ParseLeaseHeader(std::string_view text, SandboxLease* lease) {
   size_t colon = text.find(':');
   if (colon == std::string_view::npos) return false;
-  auto parse = [](std::string_view s, uint64_t* out) {
-    if (s.empty() || s.size() > 20) return false;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-    return ec == std::errc() && end == s.data() + s.size();
-  };
   uint64_t token, sequence;
-  if (!parse(text.substr(0, colon), &token) || !parse(text.substr(colon + 1), &sequence)) return false;
+  if (!ParseDecimalU64(text.substr(0, colon), &token) || !ParseDecimalU64(text.substr(colon + 1), &sequence))
+    return false;
   lease->token = token;
   lease->sequence = sequence;
   return true;

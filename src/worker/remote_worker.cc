@@ -74,8 +74,7 @@ awaitable<Result<RemoteWorker::State>> RemoteWorker::FetchState() {
     st.function = entry.value("function", "");
     st.version = entry.value("version", "");
     st.busy = entry.value("busy", false);
-    SandboxLease parsed;
-    if (ParseLeaseHeader("0:" + entry.value("sequence", "0"), &parsed)) st.last_sequence = parsed.sequence;
+    ParseDecimalU64(entry.value("sequence", "0"), &st.last_sequence);
     state.sandboxes.push_back(std::move(st));
   }
   co_return state;
@@ -128,10 +127,8 @@ awaitable<Result<NewSandbox>> RemoteWorker::CreateSandbox(FunctionConfig fn, std
   if (!doc.is_object() || !doc["id"].is_string() || !doc["token"].is_string())
     co_return Status::Error("worker " + id_ + ": malformed CreateSandbox answer");
   out.id = doc["id"].get<std::string>();
-  SandboxLease parsed;
-  if (!ParseLeaseHeader(doc["token"].get<std::string>() + ":0", &parsed))
+  if (!ParseDecimalU64(doc["token"].get<std::string>(), &out.token))
     co_return Status::Error("worker " + id_ + ": malformed sandbox token");
-  out.token = parsed.token;
   uint64_t bytes = uint64_t(fn.memory_mb) << 20;
   known_[out.id] = Known{bytes, generation_};  // counted until a poll sent after now lists it
   created_since_poll_bytes_ += bytes;
